@@ -1,0 +1,525 @@
+import { randomBytes } from 'node:crypto'
+import type { Context } from 'koa'
+import { parseDuration } from './duration.js'
+import { SessionError, SessionOptionError, SessionStateError, SessionStoreError, SessionTooLargeError, SessionValueError } from './errors.js'
+import { emit } from './events.js'
+import { BROWSER_SESSION_TTL, ID_PATTERN, type SessionConfig } from './options.js'
+import type { Patch } from './store.js'
+import { Tracker } from './tracking.js'
+import { STALE_SIGNATURE } from './transport.js'
+import { assertDataKey, assertStorable } from './values.js'
+import { createView, type Session } from './view.js'
+
+/** Bookkeeping keys stored beside the user's keys. */
+const CREATED = '$c'
+const EXPIRES = '$e'
+const MAX_AGE = '$m'
+
+type Meta = { [CREATED]?: number; [EXPIRES]?: number; [MAX_AGE]?: number | 'session' }
+
+/**
+ * One request's session: what was loaded, what changed, and how to write it back. The user sees
+ * it through the Proxy made by view.ts; Koa's context reaches it through the middleware.
+ *
+ * `id` is the id the session has now; `#stored` says whether the store holds it (assumed true for
+ * an id the client sent, until a load says otherwise).
+ */
+export class SessionState {
+  readonly ctx: Context
+  readonly config: SessionConfig
+  id: string | undefined
+  isNew = true
+  data: Record<string, unknown> = Object.create(null)
+  meta: Meta = Object.create(null)
+  /** Top-level keys assigned or mutated since the last write; `removed`: deleted since then. */
+  readonly changed = new Set<string>()
+  readonly removed = new Set<string>()
+  loaded = false
+  destroyed = false
+
+  #incomingRead = false
+  /** The id the client holds: the valid one it sent, or the last one sent back to it. */
+  #clientId: string | undefined
+  #clientIdDead = false
+  #stored = false
+  #loading: Promise<void> | undefined
+  /** `ctx.session = { ... }` before loading: every stored key not in the new data must go. */
+  #replaced = false
+  #metaChanged = false
+  #touched = false
+  #expiryMoved = false
+  /** Ids this request destroyed with `ctx.session = null`, removed from the store at commit. */
+  #doomed: string[] = []
+  #tracker: Tracker | undefined
+  #view: Session | undefined
+
+  constructor(ctx: Context, config: SessionConfig) {
+    this.ctx = ctx
+    this.config = config
+  }
+
+  // ---- the id the request carries ----
+
+  /** Reads and checks the id the client sent, once. Returns it when it is well formed. */
+  incomingId(): string | undefined {
+    if (this.#incomingRead) return this.#clientId
+    this.#incomingRead = true
+    const id = this.config.transport.get(this.ctx)
+    if (id === undefined) return undefined
+    if (!ID_PATTERN.test(id)) {
+      emit(this.ctx, 'session:invalid', { ctx: this.ctx, id: undefined })
+      return undefined
+    }
+    this.#clientId = id
+    if (this.id === undefined && !this.destroyed) {
+      this.id = id
+      this.isNew = false
+      this.#stored = true
+    }
+    return id
+  }
+
+  // ---- what the user sees ----
+
+  view(): Session | null {
+    if (this.destroyed) return null
+    this.incomingId()
+    return (this.#view ??= createView(this))
+  }
+
+  async loadView(): Promise<Session | null> {
+    await this.load()
+    return this.view()
+  }
+
+  /** Loads once per request; later calls share the first. */
+  load(): Promise<void> {
+    return (this.#loading ??= this.#load())
+  }
+
+  async #load(): Promise<void> {
+    const id = this.incomingId()
+    if (id === undefined || this.id !== id) {
+      this.loaded = true
+      return
+    }
+    let record = await this.#call('get', id, () => this.config.store.get(this.#key(id)))
+    const absolute = this.config.absoluteMaxAge
+    const created = record?.[CREATED]
+    if (record && absolute !== undefined && typeof created === 'number' && created + absolute <= Date.now()) {
+      await this.#destroyStored(id)
+      record = undefined
+    }
+    this.loaded = true
+    if (!record) {
+      emit(this.ctx, 'session:expired', { ctx: this.ctx, id })
+      this.id = undefined
+      this.isNew = true
+      this.#stored = false
+      return
+    }
+    this.#adopt(record)
+  }
+
+  /** Takes a loaded record as the session's data, keeping changes made before it arrived. */
+  #adopt(record: Record<string, unknown>): void {
+    const meta: Record<string, unknown> = Object.create(null)
+    for (const key in record) {
+      if (key.charCodeAt(0) === 36 /* $ */) {
+        meta[key] = record[key]
+        delete record[key]
+      }
+    }
+    this.meta = meta as Meta
+    if (this.#replaced) {
+      for (const key in record) if (!(key in this.data)) this.removed.add(key)
+      return
+    }
+    for (const key of this.changed) record[key] = this.data[key]
+    for (const key of this.removed) delete record[key]
+    this.data = record
+  }
+
+  /** Throws unless data may be read now: a lazy session must be loaded first. */
+  assertReadable(key?: string): void {
+    if (this.loaded || this.#replaced || (key !== undefined && this.changed.has(key))) return
+    throw new SessionStateError(
+      `${key === undefined ? 'ctx.session' : `ctx.session.${key}`} was read before the session was loaded: with ` +
+        'lazy: true, call await ctx.loadSession() before reading session data (writing needs no load).',
+    )
+  }
+
+  read(key: string): unknown {
+    this.assertReadable(key)
+    if (!Object.hasOwn(this.data, key)) return undefined
+    return this.#track().wrap(key, this.data[key])
+  }
+
+  assign(key: string, value: unknown): void {
+    if (key === 'maxAge') return this.setMaxAge(value)
+    assertDataKey(key)
+    this.#assertLive()
+    const raw = this.#track().unwrap(value)
+    if (raw === undefined) return this.remove(key)
+    assertStorable(key, raw)
+    this.data[key] = raw
+    this.changed.add(key)
+    this.removed.delete(key)
+  }
+
+  remove(key: string): void {
+    this.#assertLive()
+    delete this.data[key]
+    this.changed.delete(key)
+    this.removed.add(key)
+  }
+
+  /** `ctx.session = value`: `null` destroys; an object replaces all data (a new session after `null`). */
+  replace(value: unknown): void {
+    if (value === null) return this.#doom()
+    if (typeof value !== 'object' || Array.isArray(value)) {
+      throw new TypeError('ctx.session can only be set to null (to destroy it) or to a plain object (to replace its data)')
+    }
+    const entries = Object.entries(this.#track().unwrap(value as object))
+    for (const [key, item] of entries) {
+      assertDataKey(key)
+      if (item !== undefined) assertStorable(key, item)
+    }
+    if (this.destroyed) this.#startNew()
+    const data: Record<string, unknown> = Object.create(null)
+    for (const [key, item] of entries) if (item !== undefined) data[key] = item
+    for (const key in this.data) if (!(key in data)) this.removed.add(key)
+    for (const key in data) {
+      this.changed.add(key)
+      this.removed.delete(key)
+    }
+    this.data = data
+    if (!this.loaded) this.#replaced = true
+  }
+
+  keys(): string[] {
+    this.assertReadable()
+    return Object.keys(this.data)
+  }
+
+  get maxAge(): number | 'session' {
+    return this.meta[MAX_AGE] ?? this.config.maxAge
+  }
+
+  setMaxAge(value: unknown): void {
+    this.#assertLive()
+    const maxAge = value === 'session' ? 'session' : parseDuration(value)
+    if (maxAge === undefined) {
+      throw new TypeError(`session.maxAge must be milliseconds, a duration such as '2h', or 'session'; got ${String(value)}`)
+    }
+    this.meta[MAX_AGE] = maxAge
+    this.#metaChanged = true
+  }
+
+  get expiresAt(): Date | undefined {
+    const expires = this.meta[EXPIRES]
+    return expires === undefined ? undefined : new Date(expires)
+  }
+
+  toJSON(): Record<string, unknown> {
+    this.assertReadable()
+    return { ...this.data }
+  }
+
+  // ---- explicit operations (the session's methods) ----
+
+  async setNow(key: string, value: unknown): Promise<void> {
+    assertDataKey(key)
+    const raw = this.#track().unwrap(value)
+    if (raw === undefined) return this.unsetNow(key)
+    assertStorable(key, raw)
+    await this.#write({ set: { [key]: raw } })
+    this.data[key] = raw
+    this.changed.delete(key)
+    this.removed.delete(key)
+  }
+
+  async unsetNow(key: string): Promise<void> {
+    assertDataKey(key)
+    if (this.#stored) await this.#write({ unset: [key] })
+    delete this.data[key]
+    this.changed.delete(key)
+    this.removed.delete(key)
+  }
+
+  async increment(key: string, by = 1): Promise<number> {
+    assertDataKey(key)
+    if (typeof by !== 'number' || !Number.isFinite(by)) throw new SessionValueError(key, 'increment(key, by) needs a finite number as by')
+    this.#assertLive()
+    const current = this.loaded || this.changed.has(key) ? this.data[key] : undefined
+    if (current !== undefined && typeof current !== 'number') {
+      throw new SessionValueError(key, 'cannot increment: it does not hold a number')
+    }
+    let sum: number
+    if (!this.#stored) {
+      // Nobody else knows a session that is not stored yet, so its first write can carry the sum.
+      sum = (current ?? 0) + by
+      await this.#write({ set: { [key]: sum } })
+    } else {
+      const id = this.id as string
+      const ttl = this.#ttl(Date.now())
+      sum = await this.#call('increment', id, () => this.config.store.increment(this.#key(id), key, by, ttl))
+      this.#expiryMoved = true
+      emit(this.ctx, 'session:saved', { ctx: this.ctx, id })
+    }
+    this.data[key] = sum
+    this.changed.delete(key)
+    this.removed.delete(key)
+    return sum
+  }
+
+  async save(): Promise<void> {
+    if (this.destroyed) return this.commit()
+    if (this.#replaced && !this.loaded) await this.load()
+    const patch = this.#pendingPatch()
+    if (patch || !this.#stored || this.#metaChanged) await this.#write(patch ?? {})
+    this.#sendId()
+  }
+
+  async reload(): Promise<void> {
+    this.incomingId()
+    this.changed.clear()
+    this.removed.clear()
+    this.#replaced = false
+    this.#metaChanged = false
+    this.data = Object.create(null)
+    this.meta = Object.create(null)
+    this.#loading = undefined
+    if (!this.#stored || this.id === undefined) {
+      this.loaded = true
+      return
+    }
+    const id = this.id
+    const record = await this.#call('get', id, () => this.config.store.get(this.#key(id)))
+    this.loaded = true
+    if (record) this.#adopt(record)
+    else this.#startNew()
+  }
+
+  touch(): void {
+    this.#touched = true
+  }
+
+  async destroy(): Promise<void> {
+    this.incomingId()
+    if (this.#stored && this.id !== undefined) {
+      await this.#destroyStored(this.id)
+      this.#stored = false
+    }
+    this.#doom()
+  }
+
+  async regenerate(options: { keep?: boolean } = {}): Promise<void> {
+    const keep = options.keep ?? true
+    if (keep && !this.loaded) await this.load()
+    this.incomingId()
+    const oldId = this.#stored ? this.id : undefined
+    const data = keep && !this.destroyed ? this.data : Object.create(null)
+    const maxAge = keep ? this.meta[MAX_AGE] : undefined
+    this.#startNew()
+    if (keep) {
+      this.data = data
+      for (const key in data) this.changed.add(key)
+      if (maxAge !== undefined) this.setMaxAge(maxAge)
+      await this.#write(this.#pendingPatch() ?? {})
+    }
+    if (oldId !== undefined) await this.#destroyStored(oldId)
+  }
+
+  // ---- the end of the request ----
+
+  /** Writes what the request changed, refreshes the expiry when due, and sends the id. */
+  async commit(): Promise<void> {
+    if (this.#replaced && !this.loaded) await this.load()
+    for (const id of this.#doomed.splice(0)) await this.#destroyStored(id)
+    const patch = this.#pendingPatch()
+    if (!this.destroyed) {
+      if (patch || this.#metaChanged || (!this.#stored && this.config.saveUninitialized)) {
+        await this.#write(patch ?? {})
+      } else if (this.#stored && !this.#expiryMoved && this.#refreshDue()) {
+        await this.#refresh()
+      }
+    }
+    this.#sendId()
+  }
+
+  #refreshDue(): boolean {
+    if (this.#touched) return true
+    if (!this.loaded) return false
+    if (this.config.rolling) return true
+    if (!this.config.renew) return false
+    const expires = this.meta[EXPIRES]
+    return expires === undefined || expires - Date.now() < this.#idleTtl() / 2
+  }
+
+  async #refresh(): Promise<void> {
+    const id = this.id as string
+    // A loaded session is known to exist: refresh its stored expiry too. An unloaded one may be
+    // gone, and touch() never recreates it.
+    if (this.loaded) return this.#write({})
+    const ttl = this.#ttl(Date.now())
+    await this.#call('touch', id, () => this.config.store.touch(this.#key(id), ttl))
+    this.#expiryMoved = true
+  }
+
+  /** Makes the client hold the id it should: the current one, or none after a destroy. */
+  #sendId(): void {
+    if (this.ctx.headerSent) return
+    const target = this.#stored && !this.destroyed ? this.id : undefined
+    const transport = this.config.transport
+    if (target === undefined) {
+      if (this.#clientId !== undefined && this.#clientIdDead) {
+        transport.set(this.ctx, null, { maxAge: undefined })
+        this.#clientId = undefined
+      }
+      return
+    }
+    const persistent = this.maxAge !== 'session'
+    const stale = (this.ctx as unknown as Record<symbol, unknown>)[STALE_SIGNATURE] === true
+    if (target === this.#clientId && !(this.#expiryMoved && persistent) && !stale) return
+    transport.set(this.ctx, target, { maxAge: persistent ? this.#remainingMs() : undefined })
+    this.#clientId = target
+    this.#clientIdDead = false
+  }
+
+  // ---- writing ----
+
+  /** One atomic write of `patch` plus bookkeeping; creates the session when it is not stored. */
+  async #write(patch: Omit<Patch, 'ttlMs'>): Promise<void> {
+    this.#assertLive()
+    this.incomingId()
+    const created = !this.#stored
+    const id = (this.id ??= this.#newId())
+    const now = Date.now()
+    const set: Record<string, unknown> = { ...patch.set }
+    this.#checkSize(set)
+    if (created) {
+      this.meta[CREATED] = now
+      set[CREATED] = now
+    }
+    if (this.#metaChanged || (created && this.meta[MAX_AGE] !== undefined)) set[MAX_AGE] = this.meta[MAX_AGE]
+    const ttlMs = this.#ttl(now)
+    set[EXPIRES] = now + ttlMs
+    const write: Patch = patch.unset?.length ? { set, unset: patch.unset, ttlMs } : { set, ttlMs }
+    await this.#call('apply', id, () => this.config.store.apply(this.#key(id), write))
+    this.meta[EXPIRES] = now + ttlMs
+    this.#stored = true
+    this.#expiryMoved = true
+    this.#metaChanged = false
+    for (const key of Object.keys(patch.set ?? {})) this.changed.delete(key)
+    for (const key of patch.unset ?? []) this.removed.delete(key)
+    if (created) emit(this.ctx, 'session:created', { ctx: this.ctx, id })
+    emit(this.ctx, 'session:saved', { ctx: this.ctx, id })
+  }
+
+  #pendingPatch(): Omit<Patch, 'ttlMs'> | undefined {
+    if (this.changed.size === 0 && this.removed.size === 0) return undefined
+    const set: Record<string, unknown> = {}
+    for (const key of this.changed) set[key] = this.data[key]
+    return this.removed.size > 0 ? { set, unset: [...this.removed] } : { set }
+  }
+
+  #checkSize(set: Record<string, unknown>): void {
+    const whole = this.loaded ? { ...this.data, ...set } : set
+    const bytes = Buffer.byteLength(JSON.stringify(whole))
+    if (bytes > this.config.maxBytes) throw new SessionTooLargeError(bytes, this.config.maxBytes)
+  }
+
+  async #destroyStored(id: string): Promise<void> {
+    await this.#call('destroy', id, () => this.config.store.destroy(this.#key(id)))
+    if (id === this.#clientId) this.#clientIdDead = true
+    emit(this.ctx, 'session:destroyed', { ctx: this.ctx, id })
+  }
+
+  /** Runs a store operation; a failure becomes a `SessionStoreError` (503) and a `session:error` event. */
+  async #call<T>(operation: string, id: string, run: () => Promise<T>): Promise<T> {
+    try {
+      return await run()
+    } catch (cause) {
+      if (cause instanceof SessionError || cause instanceof SessionValueError) throw cause
+      const error = new SessionStoreError(operation, cause)
+      emit(this.ctx, 'session:error', { ctx: this.ctx, id, error })
+      throw error
+    }
+  }
+
+  // ---- lifetimes and ids ----
+
+  #idleTtl(): number {
+    const maxAge = this.maxAge
+    return maxAge === 'session' ? BROWSER_SESSION_TTL : maxAge
+  }
+
+  /** How long the store keeps the session after a write now: idle lifetime, capped by the absolute one. */
+  #ttl(now: number): number {
+    const idle = this.#idleTtl()
+    const absolute = this.config.absoluteMaxAge
+    if (absolute === undefined) return idle
+    return Math.max(1, Math.min(idle, (this.meta[CREATED] ?? now) + absolute - now))
+  }
+
+  #remainingMs(): number {
+    const expires = this.meta[EXPIRES]
+    return expires === undefined ? this.#ttl(Date.now()) : Math.max(0, expires - Date.now())
+  }
+
+  #newId(): string {
+    const { genid, idBytes } = this.config
+    if (!genid) return randomBytes(idBytes).toString('base64url')
+    const id = genid(this.ctx)
+    if (typeof id !== 'string' || !ID_PATTERN.test(id)) {
+      throw new SessionOptionError(`option genid returned ${JSON.stringify(id)}; ids must be 22 to 128 base64url characters (A-Z a-z 0-9 - _)`)
+    }
+    return id
+  }
+
+  #key(id: string): string {
+    return this.config.prefix + id
+  }
+
+  // ---- state changes ----
+
+  /** `ctx.session = null`: the session reads null; its stored copy goes at commit. */
+  #doom(): void {
+    this.incomingId()
+    if (this.#stored && this.id !== undefined) {
+      this.#doomed.push(this.id)
+      if (this.id === this.#clientId) this.#clientIdDead = true
+    }
+    this.#startNew()
+    this.destroyed = true
+  }
+
+  /** Forgets the current session: a new, empty, unstored one with no id yet. */
+  #startNew(): void {
+    this.id = undefined
+    this.isNew = true
+    this.#stored = false
+    this.destroyed = false
+    this.loaded = true
+    this.#replaced = false
+    this.#metaChanged = false
+    this.data = Object.create(null)
+    this.meta = Object.create(null)
+    this.changed.clear()
+    this.removed.clear()
+  }
+
+  #assertLive(): void {
+    if (this.destroyed) {
+      throw new SessionStateError('this session was destroyed in this request; assign ctx.session = {} to start a new one')
+    }
+  }
+
+  #track(): Tracker {
+    return (this.#tracker ??= new Tracker((key) => {
+      this.changed.add(key)
+      this.removed.delete(key)
+    }))
+  }
+}

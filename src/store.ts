@@ -1,0 +1,48 @@
+/**
+ * The Store contract. A session is a flat record of top-level keys; every write names only the
+ * keys it changes, so two requests that change different keys never overwrite each other.
+ *
+ * `id` is the store key: the middleware's `prefix` followed by the session id. Values are
+ * JSON-representable; a store encodes each top-level value on its own (see `encodeValue` and
+ * `decodeValue` in values.ts) and must return freshly decoded objects from `get`, never objects
+ * it keeps, so a request can mutate what it read. Keys that start with `$` are the session's own
+ * bookkeeping (creation time, expiry, per-session maxAge); stores keep them like any other key.
+ *
+ * Every write carries `ttlMs`: the session must expire that long after the write. A store that
+ * fails rejects; it never reports a write it did not make.
+ */
+export interface Store {
+  /** The session's record, or `undefined` when it does not exist or has expired. */
+  get(id: string): Promise<Record<string, unknown> | undefined>
+  /** Sets and removes the named keys and resets the expiry, all in one atomic step. */
+  apply(id: string, patch: Patch): Promise<void>
+  /** Adds `by` to a numeric key (absent counts as 0) atomically; resets the expiry; returns the sum. */
+  increment(id: string, key: string, by: number, ttlMs: number): Promise<number>
+  /** Resets the expiry of an existing session; does nothing when it does not exist. */
+  touch(id: string, ttlMs: number): Promise<void>
+  /** Removes the session. Removing one that does not exist is not an error. */
+  destroy(id: string): Promise<void>
+  /**
+   * Optional conditional write: applies `patch` only if every key in `patch.expect` still holds
+   * the value given there (compared by JSON encoding; `undefined` means the key must be absent),
+   * checking and writing in one atomic step. Resolves `true` when written, `false` when a key
+   * differed (and then nothing was written). `update()` and `conflicts: 'reject'` need it.
+   */
+  applyIf?(id: string, patch: ConditionalPatch): Promise<boolean>
+  /** Closes a connection that the store opened itself. */
+  close?(): Promise<void>
+}
+
+export interface Patch {
+  /** Top-level keys to write, each to its new value. */
+  set?: Record<string, unknown>
+  /** Top-level keys to remove. */
+  unset?: string[]
+  /** The session expires this many milliseconds after the write. */
+  ttlMs: number
+}
+
+export interface ConditionalPatch extends Patch {
+  /** Keys that must still hold these values (`undefined`: must be absent) for the write to happen. */
+  expect: Record<string, unknown>
+}

@@ -1,0 +1,117 @@
+import { SessionValueError } from '../errors.js'
+import type { ConditionalPatch, Patch, Store } from '../store.js'
+import { decodeRecord, decodeValue, encodeValue } from '../values.js'
+
+export interface MemoryStoreOptions {
+  /**
+   * The most sessions kept; past it the least recently used session is evicted. Default 100 000
+   * (a 1 KB session costs about 2 KB of heap).
+   */
+  maxSessions?: number
+}
+
+interface Entry {
+  /** Each top-level key's JSON encoding: reads decode a fresh copy, so callers never share objects. */
+  fields: Map<string, string>
+  expiresAt: number
+}
+
+// Expired entries are dropped when met; every SWEEP_EVERY writes, up to SWEEP_SCAN of the least
+// recently used entries are also checked, so memory is reclaimed without a timer.
+const SWEEP_EVERY = 64
+const SWEEP_SCAN = 32
+
+/**
+ * The embedded default store: one process, no dependencies. Honours expiry, keeps at most
+ * `maxSessions` sessions (least recently used evicted first), and runs no timers, so it never
+ * keeps a process alive. Every operation is synchronous inside, hence atomic.
+ */
+export class MemoryStore implements Store {
+  readonly #entries = new Map<string, Entry>()
+  readonly #maxSessions: number
+  #writes = 0
+
+  constructor(options: MemoryStoreOptions = {}) {
+    const { maxSessions = 100_000 } = options
+    if (!Number.isInteger(maxSessions) || maxSessions < 1) {
+      throw new TypeError(`MemoryStore option maxSessions must be a positive integer, got ${String(maxSessions)}`)
+    }
+    this.#maxSessions = maxSessions
+  }
+
+  /** Sessions held now, expired ones not yet swept included. */
+  get size(): number {
+    return this.#entries.size
+  }
+
+  async get(id: string): Promise<Record<string, unknown> | undefined> {
+    const entry = this.#live(id)
+    return entry ? decodeRecord(entry.fields) : undefined
+  }
+
+  async apply(id: string, patch: Patch): Promise<void> {
+    this.#write(id, patch)
+  }
+
+  async applyIf(id: string, patch: ConditionalPatch): Promise<boolean> {
+    const fields = this.#live(id)?.fields
+    for (const [key, expected] of Object.entries(patch.expect)) {
+      const current = fields?.get(key)
+      if (expected === undefined ? current !== undefined : current !== encodeValue(expected)) return false
+    }
+    this.#write(id, patch)
+    return true
+  }
+
+  async increment(id: string, key: string, by: number, ttlMs: number): Promise<number> {
+    const current = this.#live(id)?.fields.get(key)
+    const value = current === undefined ? 0 : decodeValue(current)
+    if (typeof value !== 'number') throw new SessionValueError(key, 'cannot increment: it does not hold a number')
+    const sum = value + by
+    this.#write(id, { set: { [key]: sum }, ttlMs })
+    return sum
+  }
+
+  async touch(id: string, ttlMs: number): Promise<void> {
+    const entry = this.#live(id)
+    if (entry) entry.expiresAt = Date.now() + ttlMs
+  }
+
+  async destroy(id: string): Promise<void> {
+    this.#entries.delete(id)
+  }
+
+  /** The entry if present and unexpired, marked most recently used. */
+  #live(id: string): Entry | undefined {
+    const entry = this.#entries.get(id)
+    if (!entry) return undefined
+    this.#entries.delete(id)
+    if (entry.expiresAt <= Date.now()) return undefined
+    this.#entries.set(id, entry)
+    return entry
+  }
+
+  #write(id: string, patch: Patch): void {
+    const entry = this.#live(id) ?? { fields: new Map<string, string>(), expiresAt: 0 }
+    if (patch.set) for (const [key, value] of Object.entries(patch.set)) entry.fields.set(key, encodeValue(value))
+    if (patch.unset) for (const key of patch.unset) entry.fields.delete(key)
+    entry.expiresAt = Date.now() + patch.ttlMs
+    this.#entries.set(id, entry)
+    if (this.#entries.size > this.#maxSessions) this.#evictOldest()
+    if (++this.#writes % SWEEP_EVERY === 0) this.#sweep()
+  }
+
+  #evictOldest(): void {
+    const oldest = this.#entries.keys().next()
+    if (!oldest.done) this.#entries.delete(oldest.value)
+  }
+
+  #sweep(): void {
+    const now = Date.now()
+    let scanned = 0
+    for (const [id, entry] of this.#entries) {
+      if (++scanned > SWEEP_SCAN) break
+      if (entry.expiresAt <= now) this.#entries.delete(id)
+    }
+  }
+}

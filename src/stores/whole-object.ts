@@ -1,0 +1,95 @@
+import { SessionValueError } from '../errors.js'
+import type { Patch, Store } from '../store.js'
+import { decodeRecord, decodeValue, encodeValue } from '../values.js'
+
+/**
+ * A koa-session style store, which keeps each session as one whole object: koa-redis,
+ * koa-generic-session stores, or any object with these three methods.
+ */
+export interface WholeObjectStore {
+  get(key: string, maxAge?: unknown, options?: unknown): unknown
+  set(key: string, session: Record<string, unknown>, maxAge?: number, options?: unknown): unknown
+  destroy(key: string, options?: unknown): unknown
+}
+
+// koa-session keeps its own bookkeeping inside the stored object under these names.
+const KOA_SESSION_EXPIRE = '_expire'
+const KOA_SESSION_MAX_AGE = '_maxAge'
+const KOA_SESSION_BROWSER = '_session'
+
+/**
+ * Wraps a whole-object store so it serves the atomic Store contract. Its writes are
+ * read-modify-write: two requests writing the same session at once can still lose one change,
+ * which is what such stores can offer. It has no conditional write, so `update()` and
+ * `conflicts: 'reject'` refuse it.
+ *
+ * It reads sessions that koa-session wrote: `_expire` and `_maxAge` become the session's expiry
+ * and maxAge, never user data. It also writes them, so a rollback to koa-session keeps sessions.
+ */
+export function fromWholeObjectStore(store: WholeObjectStore): Store {
+  for (const method of ['get', 'set', 'destroy'] as const) {
+    if (typeof store?.[method] !== 'function') {
+      throw new TypeError(`fromWholeObjectStore(store): store.${method} must be a function (koa-session's store shape)`)
+    }
+  }
+
+  async function read(id: string): Promise<Record<string, unknown> | undefined> {
+    const whole: unknown = await store.get(id, undefined, { rolling: false })
+    if (typeof whole !== 'object' || whole === null) return undefined
+    // A copy through JSON: the wrapped store may hand out (and keep) the very object it stores.
+    const record = decodeRecord(Object.entries(whole).map(([key, value]) => [key, encodeValue(value)] as const))
+    const expire = record[KOA_SESSION_EXPIRE]
+    if (typeof expire === 'number' && expire <= Date.now()) return undefined
+    return record
+  }
+
+  async function write(id: string, record: Record<string, unknown>, ttlMs: number): Promise<void> {
+    record[KOA_SESSION_EXPIRE] = Date.now() + ttlMs
+    record[KOA_SESSION_MAX_AGE] = typeof record.$m === 'number' ? record.$m : ttlMs
+    await store.set(id, decodeValue(encodeValue(record)) as Record<string, unknown>, ttlMs, {
+      rolling: false,
+      changed: true,
+    })
+  }
+
+  return {
+    async get(id) {
+      const record = await read(id)
+      if (!record) return undefined
+      const maxAge = record[KOA_SESSION_MAX_AGE]
+      if (record.$m === undefined && (typeof maxAge === 'number' || record[KOA_SESSION_BROWSER] === true)) {
+        record.$m = record[KOA_SESSION_BROWSER] === true ? 'session' : maxAge
+      }
+      if (record.$e === undefined && typeof record[KOA_SESSION_EXPIRE] === 'number') record.$e = record[KOA_SESSION_EXPIRE]
+      delete record[KOA_SESSION_EXPIRE]
+      delete record[KOA_SESSION_MAX_AGE]
+      delete record[KOA_SESSION_BROWSER]
+      return record
+    },
+
+    async apply(id, patch: Patch) {
+      const record = (await read(id)) ?? Object.create(null)
+      if (patch.set) Object.assign(record, patch.set)
+      if (patch.unset) for (const key of patch.unset) delete record[key]
+      await write(id, record, patch.ttlMs)
+    },
+
+    async increment(id, key, by, ttlMs) {
+      const record = (await read(id)) ?? Object.create(null)
+      const current = record[key] ?? 0
+      if (typeof current !== 'number') throw new SessionValueError(key, 'cannot increment: it does not hold a number')
+      record[key] = current + by
+      await write(id, record, ttlMs)
+      return current + by
+    },
+
+    async touch(id, ttlMs) {
+      const record = await read(id)
+      if (record) await write(id, record, ttlMs)
+    },
+
+    async destroy(id) {
+      await store.destroy(id, {})
+    },
+  }
+}

@@ -1,0 +1,148 @@
+import type { Context } from 'koa'
+import type Keygrip from 'keygrip'
+import { SessionOptionError } from './errors.js'
+
+/**
+ * Where the session id travels between client and server. The default is a signed cookie; a
+ * header (`headerTransport()`) serves clients that cannot keep cookies. Whatever `get` returns is
+ * checked for shape before any store lookup, so a transport need not validate it.
+ */
+export interface SessionTransport {
+  /** The id the request carries, or `undefined`. */
+  get(ctx: Context): string | undefined
+  /** Sends a new or refreshed id, or clears it (`null`). */
+  set(ctx: Context, id: string | null, options: TransportSetOptions): void
+}
+
+export interface TransportSetOptions {
+  /** Milliseconds the id stays valid on the client; `undefined`: until the browser closes. */
+  maxAge: number | undefined
+}
+
+/** Every option of Koa's `ctx.cookies.set`, less `maxAge` (the session's `maxAge` sets it). */
+export interface CookieOptions {
+  path?: string
+  domain?: string
+  secure?: boolean
+  httpOnly?: boolean
+  sameSite?: 'strict' | 'lax' | 'none' | boolean
+  signed?: boolean
+  overwrite?: boolean
+  /** A fixed expiry date; when set, the cookie carries it instead of the session's maxAge. */
+  expires?: Date
+  partitioned?: boolean
+  priority?: 'low' | 'medium' | 'high'
+}
+
+export const COOKIE_DEFAULTS: Readonly<CookieOptions> = Object.freeze({
+  path: '/',
+  httpOnly: true,
+  sameSite: 'lax',
+  signed: true,
+  overwrite: true,
+})
+
+export const COOKIE_OPTION_NAMES: ReadonlySet<string> = new Set([
+  'path', 'domain', 'secure', 'httpOnly', 'sameSite', 'signed', 'overwrite', 'expires', 'partitioned', 'priority',
+])
+
+/** Set on the context when the id cookie verified against an older key: it must be re-signed. */
+export const STALE_SIGNATURE = Symbol('koa-atomic-session#staleSignature')
+
+/** Called when a request carried an id that failed verification. */
+export type OnInvalid = (ctx: Context) => void
+
+const UNSIGNED = { signed: false }
+const VERIFIED_CACHE_SIZE = 10_000
+
+/**
+ * The id in a cookie named `key`, signed with `app.keys` unless `signed: false`.
+ *
+ * Verifying a signature (keygrip) costs more than a whole bare Koa request, and a browser sends
+ * the same cookie hundreds of times. So exact (value, signature) pairs that verified against the
+ * newest key are remembered, for as long as `app.keys` is the same key set. Only successes are
+ * remembered: a forged or altered pair always meets keygrip.
+ */
+export function cookieTransport(key: string, options: CookieOptions, onInvalid: OnInvalid): SessionTransport {
+  const sigName = `${key}.sig`
+  const signed = options.signed !== false
+  const verified = new Map<string, true>()
+  let verifiedFor: unknown
+  let verifiedForFirstKey: unknown
+  const clearOptions = { ...options, expires: new Date(0) }
+
+  function keysChanged(keys: unknown): boolean {
+    const first = Array.isArray(keys) ? keys[0] : undefined
+    if (keys === verifiedFor && first === verifiedForFirstKey) return false
+    verifiedFor = keys
+    verifiedForFirstKey = first
+    return true
+  }
+
+  return {
+    get(ctx) {
+      const value = ctx.cookies.get(key, UNSIGNED)
+      if (!value || !signed) return value || undefined
+      const signature = ctx.cookies.get(sigName, UNSIGNED)
+      if (!signature) {
+        onInvalid(ctx)
+        return undefined
+      }
+      if (keysChanged(ctx.app.keys)) verified.clear()
+      const pair = `${value} ${signature}`
+      if (verified.has(pair)) return value
+      const keygrip = (ctx.cookies as unknown as { keys?: Keygrip }).keys
+      const index = keygrip ? keygrip.index(`${key}=${value}`, signature) : -1
+      if (index < 0) {
+        onInvalid(ctx)
+        return undefined
+      }
+      if (index > 0) {
+        ;(ctx as unknown as Record<symbol, boolean>)[STALE_SIGNATURE] = true
+        return value
+      }
+      if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value as string)
+      verified.set(pair, true)
+      return value
+    },
+
+    set(ctx, id, { maxAge }) {
+      if (id === null) ctx.cookies.set(key, '', clearOptions)
+      else ctx.cookies.set(key, id, options.expires || maxAge === undefined ? options : { ...options, maxAge })
+    },
+  }
+}
+
+/**
+ * The id in a request header (default `x-session-id`); new, rotated and cleared ids (an empty
+ * value) go back in the response header of the same name, with `Vary` naming it. No cookie is
+ * set and `app.keys` is not needed: the id itself is the secret, so send it only over TLS.
+ */
+export function headerTransport(name = 'x-session-id'): SessionTransport {
+  if (typeof name !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
+    throw new SessionOptionError(`headerTransport(name): "${String(name)}" is not a valid header name`)
+  }
+  const header = name.toLowerCase()
+  return {
+    get(ctx) {
+      const value = ctx.request.headers[header]
+      return typeof value === 'string' && value !== '' ? value : undefined
+    },
+    set(ctx, id) {
+      ctx.set(name, id ?? '')
+      ctx.vary(name)
+    },
+  }
+}
+
+/** What the cookie transport needs before its first request: keys to sign with. */
+export function assertCookieKeys(ctx: Context, options: CookieOptions): void {
+  if (options.signed === false) return
+  const keys: unknown = ctx.app.keys
+  if (!keys || (Array.isArray(keys) && keys.length === 0)) {
+    throw new SessionOptionError(
+      'option cookie.signed is true (the default) but app.keys is not set: set app.keys = [\'a long random secret\'] ' +
+        'before the first request, or pass cookie: { signed: false } (not recommended).',
+    )
+  }
+}

@@ -1,0 +1,119 @@
+import { SessionValueError } from './errors.js'
+
+/**
+ * Names the session object answers itself (methods and facts). Assigning data to them throws;
+ * `then` is here so that `await`ing a session never mistakes it for a promise.
+ */
+export const RESERVED_NAMES: ReadonlySet<string> = new Set([
+  'set', 'unset', 'increment', 'update', 'save', 'reload', 'touch', 'destroy', 'regenerate',
+  'login', 'logout', 'maxAge', 'id', 'isNew', 'expiresAt', 'toJSON', 'then',
+])
+
+const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
+
+/** Keys starting with this are the session's bookkeeping, stored beside the user's keys. */
+export const META_PREFIX = '$'
+
+/** Throws unless `key` may hold user data at the top level of a session. */
+export function assertDataKey(key: string): void {
+  if (RESERVED_NAMES.has(key)) {
+    throw new SessionValueError(key, 'this name is reserved for the session API; choose another key')
+  }
+  if (PROTOTYPE_KEYS.has(key)) throw new SessionValueError(key, 'this key is refused: it could pollute prototypes')
+  if (key.startsWith(META_PREFIX)) {
+    throw new SessionValueError(key, `keys starting with "${META_PREFIX}" are reserved for the session's bookkeeping`)
+  }
+}
+
+/**
+ * Throws a `SessionValueError` naming `key` unless `value` survives a JSON round trip unchanged:
+ * strings, finite numbers, booleans, null, plain objects, arrays, and Dates (stored as ISO strings).
+ * `undefined` object properties are allowed and dropped, as JSON drops them.
+ */
+export function assertStorable(key: string, value: unknown): void {
+  check(key, value, key, [])
+}
+
+function check(key: string, value: unknown, path: string, ancestors: object[]): void {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return
+    case 'number':
+      if (!Number.isFinite(value)) fail(key, path, `${value} is not a finite number, which JSON cannot represent`)
+      return
+    case 'undefined':
+      fail(key, path, 'undefined cannot be stored here (JSON has no undefined)')
+      return
+    case 'bigint':
+    case 'symbol':
+    case 'function':
+      fail(key, path, `a ${typeof value} is not JSON-representable`)
+      return
+  }
+  if (value === null) return
+  const object = value as object
+  if (object instanceof Date) {
+    if (Number.isNaN(object.getTime())) fail(key, path, 'an invalid Date cannot be stored')
+    return
+  }
+  if (ancestors.includes(object)) fail(key, path, 'the value is cyclic (it contains itself)')
+  ancestors.push(object)
+  if (Array.isArray(object)) {
+    for (let i = 0; i < object.length; i++) check(key, object[i], `${path}[${i}]`, ancestors)
+  } else {
+    const proto = Object.getPrototypeOf(object) as object | null
+    if (proto !== Object.prototype && proto !== null) {
+      const name = (object.constructor as { name?: string } | undefined)?.name ?? 'object'
+      fail(key, path, `a ${name} is not JSON-representable; store a plain object, array or primitive`)
+    }
+    for (const [name, child] of Object.entries(object)) {
+      if (PROTOTYPE_KEYS.has(name)) fail(key, `${path}.${name}`, 'this key is refused: it could pollute prototypes')
+      if (child !== undefined) check(key, child, `${path}.${name}`, ancestors)
+    }
+  }
+  ancestors.pop()
+}
+
+function fail(key: string, path: string, problem: string): never {
+  throw new SessionValueError(key, path === key ? problem : `at ${path}: ${problem}`)
+}
+
+/** The stored form of one top-level value. */
+export function encodeValue(value: unknown): string {
+  return JSON.stringify(value)
+}
+
+/**
+ * Parses one stored value into objects that cannot pollute prototypes: keys `__proto__`,
+ * `constructor` and `prototype` are dropped. The walk runs only when such a key may be present.
+ */
+export function decodeValue(text: string): unknown {
+  const value: unknown = JSON.parse(text)
+  if (text.includes('"__proto__"') || text.includes('"constructor"') || text.includes('"prototype"')) {
+    stripPrototypeKeys(value)
+  }
+  return value
+}
+
+function stripPrototypeKeys(value: unknown): void {
+  if (typeof value !== 'object' || value === null) return
+  if (Array.isArray(value)) {
+    for (const item of value) stripPrototypeKeys(item)
+    return
+  }
+  for (const key of Object.keys(value)) {
+    if (PROTOTYPE_KEYS.has(key)) delete (value as Record<string, unknown>)[key]
+    else stripPrototypeKeys((value as Record<string, unknown>)[key])
+  }
+}
+
+/**
+ * A fresh record from stored `[key, encoded value]` pairs, as every store's `get` returns it:
+ * prototype-free, each value decoded, prototype keys dropped.
+ */
+export function decodeRecord(fields: Iterable<readonly [string, string]>): Record<string, unknown> {
+  const record: Record<string, unknown> = Object.create(null)
+  for (const [key, text] of fields) if (!PROTOTYPE_KEYS.has(key)) record[key] = decodeValue(text)
+  return record
+}

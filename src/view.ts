@@ -1,0 +1,160 @@
+import { inspect } from 'node:util'
+import type { SessionState } from './session.js'
+
+/**
+ * The shape of session data. Declare yours by augmenting this interface, and `ctx.session.user`
+ * is typed everywhere:
+ *
+ * ```ts
+ * declare module 'koa-atomic-session' {
+ *   interface SessionData { user?: { id: string }; views?: number }
+ * }
+ * ```
+ * Until it is augmented, any key is allowed, as in koa-session.
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-interface, @typescript-eslint/no-empty-object-type
+export interface SessionData {}
+
+/** `SessionData` when declared, else an open record (so untyped apps work as with koa-session). */
+// `any` on purpose: an app that declares no types reads session values as koa-session's did.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Data = [keyof SessionData] extends [never] ? Record<string, any> : SessionData
+
+type DataKey = keyof Data & string
+
+/** The session's own methods and facts; these names cannot be used as data keys. */
+export interface SessionMethods {
+  /** Writes one key now, atomically, without loading the session first. */
+  set<K extends DataKey>(key: K, value: Data[K]): Promise<void>
+  /** Removes one key now, atomically, without loading the session first. */
+  unset(key: DataKey): Promise<void>
+  /** Adds `by` (default 1) to a numeric key in the store, atomically; resolves the new value. */
+  increment(key: DataKey, by?: number): Promise<number>
+  /** Writes pending changes now (e.g. before streaming); stores a new session even when empty. */
+  save(): Promise<void>
+  /** Re-reads the session from the store, dropping unsaved changes. */
+  reload(): Promise<void>
+  /** Extends the expiry at the end of the request without changing data. */
+  touch(): void
+  /** Deletes the session from the store and clears the id; `ctx.session` then reads `null`. */
+  destroy(): Promise<void>
+  /** A new id for this session (do it at login); the old id is destroyed. `keep: false` starts empty. */
+  regenerate(options?: { keep?: boolean }): Promise<void>
+  /** This session's idle lifetime in ms (or `'session'`); assign a number or duration to change it. */
+  maxAge: number | 'session'
+  /** The id, or `undefined` while a new session has not been stored. */
+  readonly id: string | undefined
+  /** Whether this session began in this request. */
+  readonly isNew: boolean
+  /** When the store expires the session, as of its last write in or before this request. */
+  readonly expiresAt: Date | undefined
+  /** The data as a plain object, without methods. */
+  toJSON(): Data
+}
+
+/** `ctx.session`: data keys as plain properties, plus the session's methods. */
+export type Session = Data & SessionMethods
+
+/** The key under which the view's target holds its state; user code never sees it. */
+export const STATE = Symbol('koa-atomic-session#state')
+
+type Target = { [STATE]: SessionState }
+const stateOf = (view: unknown): SessionState => (view as Target)[STATE]
+
+// Shared by every session: methods find their request's state through `this`.
+const METHODS: Record<string, (this: unknown, ...args: never[]) => unknown> = {
+  set(key: string, value: unknown) {
+    return stateOf(this).setNow(key, value)
+  },
+  unset(key: string) {
+    return stateOf(this).unsetNow(key)
+  },
+  increment(key: string, by?: number) {
+    return stateOf(this).increment(key, by)
+  },
+  save() {
+    return stateOf(this).save()
+  },
+  reload() {
+    return stateOf(this).reload()
+  },
+  touch() {
+    stateOf(this).touch()
+  },
+  destroy() {
+    return stateOf(this).destroy()
+  },
+  regenerate(options?: { keep?: boolean }) {
+    return stateOf(this).regenerate(options)
+  },
+  toJSON() {
+    return stateOf(this).toJSON()
+  },
+}
+
+// What console.log(ctx.session) shows: Node inspects a Proxy's target, so the target carries it.
+const TARGET_PROTOTYPE = {
+  [inspect.custom](this: Target, depth: number, options: object) {
+    const state = this[STATE]
+    const body = state.loaded ? { ...state.data } : '(not loaded)'
+    return `Session ${inspect({ id: state.id, data: body }, { ...options, depth })}`
+  },
+}
+
+const HANDLER: ProxyHandler<Target> = {
+  get(target, key) {
+    const state = target[STATE]
+    if (typeof key === 'symbol') return key === STATE ? state : undefined
+    switch (key) {
+      case 'id':
+        return state.id
+      case 'isNew':
+        return state.isNew
+      case 'expiresAt':
+        return state.expiresAt
+      case 'maxAge':
+        return state.maxAge
+      case 'then':
+        return undefined
+    }
+    return Object.hasOwn(METHODS, key) ? METHODS[key] : state.read(key)
+  },
+  set(target, key, value: unknown) {
+    if (typeof key === 'symbol') return false
+    target[STATE].assign(key, value)
+    return true
+  },
+  deleteProperty(target, key) {
+    if (typeof key === 'symbol') return false
+    target[STATE].remove(key)
+    return true
+  },
+  defineProperty(target, key, descriptor) {
+    if (typeof key === 'symbol' || !('value' in descriptor)) return false
+    target[STATE].assign(key, descriptor.value)
+    return true
+  },
+  has(target, key) {
+    if (typeof key === 'symbol') return false
+    const state = target[STATE]
+    state.assertReadable(key)
+    return Object.hasOwn(state.data, key)
+  },
+  ownKeys(target) {
+    return target[STATE].keys()
+  },
+  getOwnPropertyDescriptor(target, key) {
+    if (typeof key === 'symbol') return undefined
+    const state = target[STATE]
+    state.assertReadable(key)
+    if (!Object.hasOwn(state.data, key)) return undefined
+    return { value: state.read(key), writable: true, enumerable: true, configurable: true }
+  },
+}
+
+/** The object users hold as `ctx.session`, for one request. */
+export function createView(state: SessionState): Session {
+  const target: Target = Object.create(TARGET_PROTOTYPE)
+  target[STATE] = state
+  return new Proxy(target, HANDLER) as unknown as Session
+}
