@@ -24,7 +24,7 @@ const KOA_SESSION_BROWSER = '_session'
  * `conflicts: 'reject'` refuse it.
  *
  * It reads sessions that koa-session wrote: `_expire` and `_maxAge` become the session's expiry
- * and maxAge, never user data. It also writes them, so a rollback to koa-session keeps sessions.
+ * and maxAge, never user data; the first write stores them in this library's own shape.
  */
 export function fromWholeObjectStore(store: WholeObjectStore): Store {
   for (const method of ['get', 'set', 'destroy'] as const) {
@@ -33,39 +33,32 @@ export function fromWholeObjectStore(store: WholeObjectStore): Store {
     }
   }
 
+  /** The stored object as a record; koa-session's bookkeeping becomes ours (`$e`, `$m`) on the way. */
   async function read(id: string): Promise<Record<string, unknown> | undefined> {
     const whole: unknown = await store.get(id, undefined, { rolling: false })
     if (typeof whole !== 'object' || whole === null) return undefined
     // A copy through JSON: the wrapped store may hand out (and keep) the very object it stores.
     const record = decodeRecord(Object.entries(whole).map(([key, value]) => [key, encodeValue(value)] as const))
     const expire = record[KOA_SESSION_EXPIRE]
-    if (typeof expire === 'number' && expire <= Date.now()) return undefined
+    const maxAge = record[KOA_SESSION_MAX_AGE]
+    if (typeof expire === 'number') {
+      if (expire <= Date.now()) return undefined
+      record.$e ??= expire
+    }
+    if (record[KOA_SESSION_BROWSER] === true) record.$m ??= 'session'
+    else if (typeof maxAge === 'number') record.$m ??= maxAge
+    delete record[KOA_SESSION_EXPIRE]
+    delete record[KOA_SESSION_MAX_AGE]
+    delete record[KOA_SESSION_BROWSER]
     return record
   }
 
   async function write(id: string, record: Record<string, unknown>, ttlMs: number): Promise<void> {
-    record[KOA_SESSION_EXPIRE] = Date.now() + ttlMs
-    record[KOA_SESSION_MAX_AGE] = typeof record.$m === 'number' ? record.$m : ttlMs
-    await store.set(id, decodeValue(encodeValue(record)) as Record<string, unknown>, ttlMs, {
-      rolling: false,
-      changed: true,
-    })
+    await store.set(id, decodeValue(encodeValue(record)) as Record<string, unknown>, ttlMs, { rolling: false, changed: true })
   }
 
   return {
-    async get(id) {
-      const record = await read(id)
-      if (!record) return undefined
-      const maxAge = record[KOA_SESSION_MAX_AGE]
-      if (record.$m === undefined && (typeof maxAge === 'number' || record[KOA_SESSION_BROWSER] === true)) {
-        record.$m = record[KOA_SESSION_BROWSER] === true ? 'session' : maxAge
-      }
-      if (record.$e === undefined && typeof record[KOA_SESSION_EXPIRE] === 'number') record.$e = record[KOA_SESSION_EXPIRE]
-      delete record[KOA_SESSION_EXPIRE]
-      delete record[KOA_SESSION_MAX_AGE]
-      delete record[KOA_SESSION_BROWSER]
-      return record
-    },
+    get: read,
 
     async apply(id, patch: Patch) {
       const record = (await read(id)) ?? Object.create(null)

@@ -1,0 +1,38 @@
+import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { describe, it } from 'node:test'
+import { MemoryStore } from '../../src/stores/memory.js'
+import { storeContract } from '../contract/store-contract.js'
+
+storeContract('MemoryStore', async () => ({ store: new MemoryStore() }))
+
+describe('MemoryStore', () => {
+  it('keeps at most maxSessions, evicting the least recently used first', async () => {
+    const store = new MemoryStore({ maxSessions: 3 })
+    for (const id of ['a', 'b', 'c']) await store.apply(id, { set: { id }, ttlMs: 60_000 })
+    await store.get('a') // a is now the most recently used
+    await store.apply('d', { set: { id: 'd' }, ttlMs: 60_000 })
+    assert.equal(store.size, 3)
+    assert.equal(await store.get('b'), undefined)
+    for (const id of ['a', 'c', 'd']) assert.equal((await store.get(id))?.id, id)
+  })
+
+  it('drops expired sessions as it goes, without a timer', async () => {
+    const store = new MemoryStore()
+    for (let i = 0; i < 64; i++) await store.apply(`old${i}`, { set: { i }, ttlMs: 20 })
+    await sleep(40)
+    for (let i = 0; i < 64; i++) await store.apply(`new${i}`, { set: { i }, ttlMs: 60_000 })
+    assert.ok(store.size < 128, `expected expired sessions to be swept, size is ${store.size}`)
+  })
+
+  it('refuses a maxSessions that is not a positive integer', () => {
+    assert.throws(() => new MemoryStore({ maxSessions: 0 }), /maxSessions must be a positive integer/)
+  })
+
+  it('keeps no timer that would hold the process open', async () => {
+    const store = new MemoryStore()
+    await store.apply('x', { set: { a: 1 }, ttlMs: 60_000 })
+    const timers = process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout')
+    assert.equal(timers.length, 0)
+  })
+})
