@@ -1,4 +1,5 @@
 import { inspect } from 'node:util'
+import type { Duration } from './duration.js'
 import type { SessionState } from './session.js'
 
 /**
@@ -40,8 +41,10 @@ export interface SessionMethods {
   destroy(): Promise<void>
   /** A new id for this session (do it at login); the old id is destroyed. `keep: false` starts empty. */
   regenerate(options?: { keep?: boolean }): Promise<void>
-  /** This session's idle lifetime in ms (or `'session'`); assign a number or duration to change it. */
-  maxAge: number | 'session'
+  /** This session's idle lifetime in ms (or `'session'`); stored with the session until changed. */
+  get maxAge(): number | 'session'
+  /** Sets this session's idle lifetime: milliseconds, a duration such as `'2h'`, or `'session'`. */
+  set maxAge(value: Duration | 'session')
   /** The id, or `undefined` while a new session has not been stored. */
   readonly id: string | undefined
   /** Whether this session began in this request. */

@@ -1,0 +1,426 @@
+/**
+ * Whole-request behaviour of the middleware, as one suite any store runs:
+ * `sessionBehaviour('MemoryStore', open)`. Every test goes through a real Koa server on a
+ * loopback port with a cookie-keeping client.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import type { Context } from 'koa'
+import { session, type SessionOptions } from '../../src/index.js'
+import type { Store } from '../../src/store.js'
+import { Client, koaApp, listen, type Running } from '../helpers/http.js'
+import { recording, type Recording } from '../helpers/recording-store.js'
+
+export interface BehaviourStore {
+  store: Store
+  close?: () => Promise<void>
+}
+
+type Route = (ctx: Context) => unknown
+export interface Harness {
+  client: Client
+  rec: Recording
+  running: Running
+  errors: Error[]
+}
+
+const servers: Running[] = []
+
+/** Starts an app with `session(options)` and the given routes; each route's return value is the JSON body. */
+export async function harness(store: Store, options: SessionOptions, routes: Record<string, Route>): Promise<Harness> {
+  const rec = recording(store)
+  const app = koaApp()
+  const errors: Error[] = []
+  app.on('error', (error: Error) => errors.push(error))
+  app.use(session({ ...options, store: rec.store }))
+  app.use(async (ctx) => {
+    const route = routes[ctx.path]
+    if (!route) return
+    const body = await route(ctx)
+    if (body !== undefined) ctx.body = body
+    else if (ctx.body === undefined) ctx.status = 204
+  })
+  const running = await listen(app)
+  servers.push(running)
+  return { client: new Client(running.url), rec, running, errors }
+}
+
+/** Stops every server `harness()` started. */
+export async function closeHarnesses(): Promise<void> {
+  for (const running of servers.splice(0)) await running.close()
+}
+
+const dataOf = (ctx: Context) => ctx.session.toJSON()
+
+export function sessionBehaviour(name: string, open: () => Promise<BehaviourStore>): void {
+  describe(`Session behaviour on ${name}`, () => {
+    let store: Store
+    let close: (() => Promise<void>) | undefined
+    before(async () => {
+      ;({ store, close } = await open())
+    })
+    after(async () => {
+      await closeHarnesses()
+      await close?.()
+    })
+
+    it('sets no cookie and touches no store when the session is not used', async () => {
+      const { client, rec } = await harness(store, {}, { '/': () => 'hello' })
+      const reply = await client.get('/')
+      assert.equal(reply.body, 'hello')
+      assert.deepEqual(reply.setCookies, [])
+      assert.deepEqual(rec.calls, [])
+    })
+
+    it('stores a new session and sends a signed, httpOnly, lax cookie of 30 days', async () => {
+      const { client, rec } = await harness(store, {}, { '/login': (ctx) => void (ctx.session.user = 'ann') })
+      const reply = await client.get('/login')
+      assert.equal(reply.setCookies.length, 2)
+      const [cookie = '', sig = ''] = reply.setCookies
+      assert.match(cookie, /^koa\.sid=[A-Za-z0-9_-]{22}; path=\/; expires=[^;]+; samesite=lax; httponly$/)
+      assert.match(sig, /^koa\.sid\.sig=/)
+      const expires = new Date(/expires=([^;]+)/.exec(cookie)?.[1] ?? '').getTime()
+      assert.ok(Math.abs(expires - (Date.now() + 30 * 86_400_000)) < 5_000)
+      assert.deepEqual(rec.calls, ['apply'])
+      const id = client.jar.get('koa.sid') as string
+      assert.equal((await store.get(`koa:sess:${id}`))?.user, 'ann')
+    })
+
+    it('reads with one store call, writes nothing and sends no cookie when nothing changed', async () => {
+      const { client, rec } = await harness(store, {}, {
+        '/login': (ctx) => void (ctx.session.user = 'ann'),
+        '/me': (ctx) => ({ user: ctx.session.user, isNew: ctx.session.isNew }),
+      })
+      await client.get('/login')
+      rec.reset()
+      const reply = await client.get('/me')
+      assert.deepEqual(reply.json, { user: 'ann', isNew: false })
+      assert.deepEqual(rec.calls, ['get'])
+      assert.deepEqual(reply.setCookies, [])
+    })
+
+    it('writes only the keys that changed, nested changes included, and unsets deleted keys', async () => {
+      const { client, rec } = await harness(store, {}, {
+        '/seed': (ctx) => void (ctx.session = { a: 1, b: { list: [1] }, c: 'keep', d: 'drop' }),
+        '/change': (ctx) => {
+          ctx.session.b.list.push(2)
+          delete ctx.session.d
+        },
+        '/all': dataOf,
+      })
+      await client.get('/seed')
+      rec.reset()
+      await client.get('/change')
+      const patch = rec.patches[0]
+      assert.deepEqual(Object.keys(patch?.set ?? {}).filter((k) => !k.startsWith('$')), ['b'])
+      assert.deepEqual(patch?.unset, ['d'])
+      assert.deepEqual((await client.get('/all')).json, { a: 1, b: { list: [1, 2] }, c: 'keep' })
+    })
+
+    it('keeps both changes when two requests change different keys at once (100 rounds, 0 lost)', async () => {
+      const { client } = await harness(store, {}, {
+        '/start': (ctx) => void (ctx.session.started = true),
+        '/left': async (ctx) => {
+          await new Promise((resolve) => setImmediate(resolve))
+          ctx.session.left = Number(ctx.query.round)
+        },
+        '/right': (ctx) => void (ctx.session.right = Number(ctx.query.round)),
+        '/all': dataOf,
+      })
+      await client.get('/start')
+      let lost = 0
+      for (let round = 0; round < 100; round++) {
+        await Promise.all([client.get(`/left?round=${round}`), client.get(`/right?round=${round}`)])
+        const data = (await client.get('/all')).json as { left: number; right: number }
+        if (data.left !== round || data.right !== round) lost++
+      }
+      assert.equal(lost, 0)
+    })
+
+    it('adds up concurrent atomic increments', async () => {
+      const { client } = await harness(store, {}, {
+        '/start': (ctx) => void (ctx.session.n = 0),
+        '/inc': (ctx) => ctx.session.increment('n'),
+        '/all': dataOf,
+      })
+      await client.get('/start')
+      await Promise.all(Array.from({ length: 50 }, () => client.get('/inc')))
+      assert.deepEqual((await client.get('/all')).json, { n: 50 })
+    })
+
+    it('set, unset and increment write at once without loading the session (lazy)', async () => {
+      const { client, rec } = await harness(store, { lazy: true }, {
+        '/seed': async (ctx) => {
+          await ctx.session.set('a', 1)
+          await ctx.session.set('b', 2)
+        },
+        '/blind': async (ctx) => {
+          await ctx.session.unset('a')
+          return { n: await ctx.session.increment('n', 5) }
+        },
+        '/all': async (ctx) => (await ctx.loadSession()).toJSON(),
+      })
+      await client.get('/seed')
+      rec.reset()
+      assert.deepEqual((await client.get('/blind')).json, { n: 5 })
+      assert.deepEqual(rec.calls, ['apply', 'increment'])
+      assert.deepEqual((await client.get('/all')).json, { b: 2, n: 5 })
+    })
+
+    it('lazy: reads nothing until loadSession(), and says so when data is read too early', async () => {
+      const { client, rec, errors } = await harness(store, { lazy: true }, {
+        '/seed': (ctx) => void (ctx.session.user = 'ann'),
+        '/untouched': () => 'ok',
+        '/early': (ctx) => ctx.session.user,
+        '/load': async (ctx) => ({ user: (await ctx.loadSession()).user, again: (await ctx.loadSession()).user }),
+      })
+      await client.get('/seed')
+      rec.reset()
+      assert.equal((await client.get('/untouched')).body, 'ok')
+      assert.deepEqual(rec.calls, [])
+      assert.equal((await client.get('/early')).status, 500)
+      assert.match(errors.at(-1)?.message ?? '', /await ctx\.loadSession\(\)/)
+      rec.reset()
+      assert.deepEqual((await client.get('/load')).json, { user: 'ann', again: 'ann' })
+      assert.deepEqual(rec.calls, ['get'])
+    })
+
+    it('ctx.session = null destroys the session, clears the cookie, and reads null afterwards', async () => {
+      const { client, rec } = await harness(store, {}, {
+        '/login': (ctx) => void (ctx.session.user = 'ann'),
+        '/logout': (ctx) => {
+          ctx.session = null
+          return { after: ctx.session, id: ctx.sessionId ?? null }
+        },
+      })
+      await client.get('/login')
+      const id = client.jar.get('koa.sid') as string
+      rec.reset()
+      const reply = await client.get('/logout')
+      assert.deepEqual(reply.json, { after: null, id: null })
+      assert.deepEqual(rec.calls, ['get', 'destroy'])
+      assert.match(reply.setCookies[0] ?? '', /^koa\.sid=; path=\/; expires=Thu, 01 Jan 1970/)
+      assert.equal(client.jar.has('koa.sid'), false)
+      assert.equal(await store.get(`koa:sess:${id}`), undefined)
+    })
+
+    it('ctx.session = {...} replaces the data; after null it starts a new session with a new id', async () => {
+      const { client } = await harness(store, {}, {
+        '/seed': (ctx) => void (ctx.session = { a: 1, b: 2 }),
+        '/replace': (ctx) => void (ctx.session = { c: 3 }),
+        '/restart': (ctx) => {
+          ctx.session = null
+          ctx.session = { fresh: true }
+        },
+        '/all': (ctx) => ({ data: dataOf(ctx), id: ctx.sessionId }),
+      })
+      await client.get('/seed')
+      await client.get('/replace')
+      const before = (await client.get('/all')).json as { data: unknown; id: string }
+      assert.deepEqual(before.data, { c: 3 })
+      await client.get('/restart')
+      const afterRestart = (await client.get('/all')).json as { data: unknown; id: string }
+      assert.deepEqual(afterRestart.data, { fresh: true })
+      assert.notEqual(afterRestart.id, before.id)
+      assert.equal(await store.get(`koa:sess:${before.id}`), undefined)
+    })
+
+    it('regenerate() gives a new id, destroys the old one and keeps the data; keep: false starts empty', async () => {
+      const { client } = await harness(store, {}, {
+        '/seed': (ctx) => void (ctx.session.cart = ['x']),
+        '/login': async (ctx) => {
+          await ctx.session.regenerate()
+          ctx.session.user = 'ann'
+        },
+        '/fresh': async (ctx) => ctx.session.regenerate({ keep: false }).then(() => ({ data: dataOf(ctx) })),
+        '/all': (ctx) => ({ data: dataOf(ctx), id: ctx.sessionId }),
+      })
+      await client.get('/seed')
+      const before = (await client.get('/all')).json as { id: string }
+      await client.get('/login')
+      const after = (await client.get('/all')).json as { id: string; data: unknown }
+      assert.notEqual(after.id, before.id)
+      assert.deepEqual(after.data, { cart: ['x'], user: 'ann' })
+      assert.equal(await store.get(`koa:sess:${before.id}`), undefined)
+      assert.deepEqual((await client.get('/fresh')).json, { data: {} })
+      assert.equal(await store.get(`koa:sess:${after.id}`), undefined)
+    })
+
+    it('save() writes now and sends the id, even for an empty new session', async () => {
+      const { client, rec } = await harness(store, {}, {
+        '/save': async (ctx) => {
+          await ctx.session.save()
+          return { id: ctx.sessionId, calls: [...rec.calls] }
+        },
+      })
+      const reply = await client.get('/save')
+      const body = reply.json as { id: string; calls: string[] }
+      assert.deepEqual(body.calls, ['apply'])
+      assert.equal(client.jar.get('koa.sid'), body.id)
+      assert.ok(await store.get(`koa:sess:${body.id}`))
+    })
+
+    it('reload() drops unsaved changes and reads the store again', async () => {
+      const { client } = await harness(store, {}, {
+        '/seed': (ctx) => void (ctx.session.a = 1),
+        '/reload': async (ctx) => {
+          ctx.session.a = 99
+          ctx.session.b = 2
+          await ctx.session.reload()
+          return dataOf(ctx)
+        },
+        '/all': dataOf,
+      })
+      await client.get('/seed')
+      assert.deepEqual((await client.get('/reload')).json, { a: 1 })
+      assert.deepEqual((await client.get('/all')).json, { a: 1 })
+    })
+
+    it('destroy() removes the session now', async () => {
+      const { client } = await harness(store, {}, {
+        '/seed': (ctx) => void (ctx.session.a = 1),
+        '/destroy': async (ctx) => {
+          const id = ctx.sessionId
+          await ctx.session.destroy()
+          return { gone: (await store.get(`koa:sess:${id}`)) === undefined, session: ctx.session }
+        },
+      })
+      await client.get('/seed')
+      assert.deepEqual((await client.get('/destroy')).json, { gone: true, session: null })
+      assert.equal(client.jar.has('koa.sid'), false)
+    })
+
+    it('discards the changes of a request that fails with a server error', async () => {
+      const { client, rec } = await harness(store, {}, {
+        '/seed': (ctx) => void (ctx.session.a = 1),
+        '/boom': (ctx) => {
+          ctx.session.a = 2
+          throw new Error('boom')
+        },
+        '/all': dataOf,
+      })
+      await client.get('/seed')
+      rec.reset()
+      assert.equal((await client.get('/boom')).status, 500)
+      assert.deepEqual(rec.calls, ['get'])
+      assert.deepEqual((await client.get('/all')).json, { a: 1 })
+    })
+
+    it('keeps the changes of a deliberate client error (ctx.throw(401)), new session cookie included', async () => {
+      const { client } = await harness(store, {}, {
+        '/login': (ctx) => {
+          ctx.session.failedLogins = (ctx.session.failedLogins ?? 0) + 1
+          ctx.throw(401, 'wrong password')
+        },
+        '/all': dataOf,
+      })
+      const reply = await client.get('/login')
+      assert.equal(reply.status, 401)
+      assert.equal(reply.body, 'wrong password')
+      assert.ok(client.jar.has('koa.sid'))
+      await client.get('/login')
+      assert.deepEqual((await client.get('/all')).json, { failedLogins: 2 })
+    })
+
+    it('touch() extends the expiry and re-sends the cookie without changing data', async () => {
+      const { client, rec } = await harness(store, { maxAge: '1h' }, {
+        '/seed': (ctx) => void (ctx.session.a = 1),
+        '/touch': (ctx) => ctx.session.touch(),
+      })
+      await client.get('/seed')
+      rec.reset()
+      const reply = await client.get('/touch')
+      assert.deepEqual(rec.calls, ['get', 'apply'])
+      assert.deepEqual(Object.keys(rec.patches[0]?.set ?? {}), ['$e'])
+      assert.equal(reply.setCookies.length, 2)
+    })
+
+    it('keeps a per-session maxAge on later requests', async () => {
+      const { client } = await harness(store, {}, {
+        '/short': (ctx) => {
+          ctx.session.maxAge = '2h'
+          ctx.session.a = 1
+        },
+        '/write': (ctx) => void (ctx.session.b = 2),
+        '/info': (ctx) => ({ maxAge: ctx.session.maxAge, expiresIn: (ctx.session.expiresAt?.getTime() ?? 0) - Date.now() }),
+      })
+      await client.get('/short')
+      const reply = await client.get('/write')
+      const expires = new Date(/expires=([^;]+)/.exec(reply.setCookies[0] ?? '')?.[1] ?? '').getTime()
+      assert.ok(Math.abs(expires - (Date.now() + 2 * 3_600_000)) < 5_000)
+      const info = (await client.get('/info')).json as { maxAge: number; expiresIn: number }
+      assert.equal(info.maxAge, 2 * 3_600_000)
+      assert.ok(Math.abs(info.expiresIn - 2 * 3_600_000) < 5_000)
+    })
+
+    it("maxAge 'session' sends a browser-session cookie (no expiry)", async () => {
+      const { client } = await harness(store, { maxAge: 'session' }, { '/seed': (ctx) => void (ctx.session.a = 1) })
+      const reply = await client.get('/seed')
+      assert.match(reply.setCookies[0] ?? '', /^koa\.sid=[^;]+; path=\/; samesite=lax; httponly$/)
+    })
+
+    it('rolling re-sends the cookie and extends the expiry on every request that loaded the session', async () => {
+      const { client, rec } = await harness(store, { rolling: true }, {
+        '/seed': (ctx) => void (ctx.session.a = 1),
+        '/read': (ctx) => ctx.session.a,
+        '/untouched': () => 'ok',
+      })
+      await client.get('/untouched')
+      assert.deepEqual(rec.calls, [])
+      await client.get('/seed')
+      rec.reset()
+      const reply = await client.get('/read')
+      assert.equal(reply.setCookies.length, 2)
+      assert.deepEqual(rec.calls, ['get', 'apply'])
+    })
+
+    it('renew extends only when less than half of maxAge is left', async () => {
+      const { client, rec } = await harness(store, { renew: true, maxAge: 1_000 }, {
+        '/seed': (ctx) => void (ctx.session.a = 1),
+        '/read': (ctx) => ctx.session.a,
+      })
+      await client.get('/seed')
+      rec.reset()
+      assert.deepEqual((await client.get('/read')).setCookies, [])
+      assert.deepEqual(rec.calls, ['get'])
+      await new Promise((resolve) => setTimeout(resolve, 600))
+      rec.reset()
+      assert.equal((await client.get('/read')).setCookies.length, 2)
+      assert.deepEqual(rec.calls, ['get', 'apply'])
+    })
+
+    it('absoluteMaxAge ends a session however active it is', async () => {
+      const { client } = await harness(store, { absoluteMaxAge: 400, rolling: true }, {
+        '/seed': (ctx) => void (ctx.session.a = 1),
+        '/read': (ctx) => ({ a: ctx.session.a ?? null }),
+      })
+      await client.get('/seed')
+      await new Promise((resolve) => setTimeout(resolve, 200))
+      assert.deepEqual((await client.get('/read')).json, { a: 1 })
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      assert.deepEqual((await client.get('/read')).json, { a: null })
+    })
+
+    it('saveUninitialized gives every visitor a stored session and cookie', async () => {
+      const { client, rec } = await harness(store, { saveUninitialized: true }, { '/': () => 'hi' })
+      const reply = await client.get('/')
+      assert.equal(reply.setCookies.length, 2)
+      assert.deepEqual(rec.calls, ['apply'])
+      rec.reset()
+      assert.deepEqual((await client.get('/')).setCookies, [])
+      assert.deepEqual(rec.calls, ['get'])
+    })
+
+    it('refuses a write past maxBytes with a clear error, and stores nothing', async () => {
+      const { client, errors } = await harness(store, { maxBytes: 1_000 }, {
+        '/seed': (ctx) => void (ctx.session.a = 1),
+        '/big': (ctx) => void (ctx.session.blob = 'x'.repeat(2_000)),
+        '/all': dataOf,
+      })
+      await client.get('/seed')
+      assert.equal((await client.get('/big')).status, 500)
+      assert.match(errors.at(-1)?.message ?? '', /over the maxBytes limit of 1000/)
+      assert.deepEqual((await client.get('/all')).json, { a: 1 })
+    })
+  })
+}
