@@ -165,6 +165,7 @@ export class SessionState {
     this.data[key] = raw
     this.changed.add(key)
     this.removed.delete(key)
+    this.#ensureId()
   }
 
   remove(key: string): void {
@@ -195,6 +196,7 @@ export class SessionState {
     }
     this.data = data
     if (!this.loaded) this.#replaced = true
+    this.#ensureId()
   }
 
   keys(): string[] {
@@ -214,6 +216,7 @@ export class SessionState {
     }
     this.meta[MAX_AGE] = maxAge
     this.#metaChanged = true
+    this.#ensureId()
   }
 
   get expiresAt(): Date | undefined {
@@ -394,7 +397,7 @@ export class SessionState {
     this.#assertLive()
     this.incomingId()
     const created = !this.#stored
-    const id = (this.id ??= this.#newId())
+    const id = this.#ensureId()
     const now = Date.now()
     const set: Record<string, unknown> = { ...patch.set }
     this.#checkSize(set)
@@ -466,6 +469,12 @@ export class SessionState {
   #remainingMs(): number {
     const expires = this.meta[EXPIRES]
     return expires === undefined ? this.#ttl(Date.now()) : Math.max(0, expires - Date.now())
+  }
+
+  /** The id, made now if the session has none: as soon as it has something to store, it has an id. */
+  #ensureId(): string {
+    this.incomingId()
+    return (this.id ??= this.#newId())
   }
 
   #newId(): string {
