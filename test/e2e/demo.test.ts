@@ -9,13 +9,6 @@ import { createDemoApp } from '../../examples/demo/server.js'
 import { MemoryStore, type Patch } from '../../src/index.js'
 import { Client, listen, type Reply, type Running } from '../helpers/http.js'
 
-// Client is built on fetch, which follows a redirect by itself, resending the POST's Cookie
-// header and never showing the Set-Cookie of the 303. A browser follows with the cookies it was
-// just given, so after a login it would land in the new session and fetch would not. Stopping at
-// every redirect lets the test see the 303 and follow it like a browser does.
-const followingFetch = globalThis.fetch
-globalThis.fetch = (input, init) => followingFetch(input, { ...init, redirect: 'manual' })
-
 /**
  * The MemoryStore answers within one turn of the event loop, so concurrent requests would never
  * interleave and a lost update could not show. A few milliseconds per call, as over a network,
@@ -71,7 +64,6 @@ describe('demo app', () => {
   })
   after(async () => {
     await server.close()
-    globalThis.fetch = followingFetch
   })
 
   it('renders the page for a first visit, with a new session', async () => {

@@ -56,7 +56,8 @@ export class Client {
   async request(path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Reply> {
     const headers: Record<string, string> = { ...init.headers }
     if (this.jar.size > 0 && headers.cookie === undefined) headers.cookie = this.cookieHeader
-    const response = await fetch(this.base + path, { method: init.method ?? 'GET', headers, body: init.body ?? null })
+    // Redirects are not followed: a test sees the 3xx and its cookies, then follows like a browser.
+    const response = await fetch(this.base + path, { method: init.method ?? 'GET', headers, body: init.body ?? null, redirect: 'manual' })
     const body = await response.text()
     const setCookies = response.headers.getSetCookie()
     for (const line of setCookies) this.#keep(line)
