@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import type Koa from 'koa'
 import type { Context } from 'koa'
 import { session, type SessionOptions } from '../../src/index.js'
 import type { Store } from '../../src/store.js'
@@ -27,9 +28,9 @@ export interface Harness {
 const servers: Running[] = []
 
 /** Starts an app with `session(options)` and the given routes; each route's return value is the JSON body. */
-export async function harness(store: Store, options: SessionOptions, routes: Record<string, Route>): Promise<Harness> {
+export async function startHarness(store: Store, options: SessionOptions, routes: Record<string, Route>, App?: typeof Koa): Promise<Harness> {
   const rec = recording(store)
-  const app = koaApp()
+  const app = koaApp(App)
   const errors: Error[] = []
   app.on('error', (error: Error) => errors.push(error))
   app.use(session({ ...options, store: rec.store }))
@@ -50,9 +51,15 @@ export async function closeHarnesses(): Promise<void> {
   for (const running of servers.splice(0)) await running.close()
 }
 
+/** Starts an app on Koa 3 (see `startHarness`). */
+export const harness = (store: Store, options: SessionOptions, routes: Record<string, Route>): Promise<Harness> =>
+  startHarness(store, options, routes)
+
 const dataOf = (ctx: Context) => ctx.session.toJSON()
 
-export function sessionBehaviour(name: string, open: () => Promise<BehaviourStore>): void {
+/** `App`: the Koa class to run on (default Koa 3; the Koa 2 run passes Koa 2's). */
+export function sessionBehaviour(name: string, open: () => Promise<BehaviourStore>, App?: typeof Koa): void {
+  const harness = (store: Store, options: SessionOptions, routes: Record<string, Route>) => startHarness(store, options, routes, App)
   describe(`Session behaviour on ${name}`, () => {
     let store: Store
     let close: (() => Promise<void>) | undefined

@@ -26,8 +26,8 @@ export async function listen(app: Koa): Promise<Running> {
 }
 
 /** Builds an app with `app.keys` set and errors kept quiet (tests assert on them instead). */
-export function koaApp(): Koa {
-  const app = new Koa()
+export function koaApp(App: typeof Koa = Koa): Koa {
+  const app = new App()
   app.keys = ['test-key-newest', 'test-key-older']
   app.silent = true
   return app
