@@ -1,0 +1,295 @@
+/**
+ * koa-atomic-session/redis: `RedisStore`, one hash per session, on ioredis or node-redis.
+ *
+ * Layout (what an operator sees with redis-cli): the session whose store key is `id` (the
+ * middleware's prefix and the session id) lives in the hash `prefix + id`, one field per top-level
+ * key, each value JSON-encoded; the hash's TTL is the session's expiry. Every operation is one
+ * round trip: get = HGETALL; apply = MULTI HSET HDEL PEXPIRE EXEC; increment and applyIf = one Lua
+ * script on that one hash (so they work on Cluster); touch = PEXPIRE; destroy = DEL.
+ */
+import { SessionValueError } from '../../errors.js'
+import type { ConditionalPatch, Patch, Store } from '../../store.js'
+import { decodeRecord, encodeValue } from '../../values.js'
+import { isIoRedisClient, openIoRedis, IoRedisAdapter, type IoRedisClient, type IoRedisOptions, type OwnConnection } from './ioredis.js'
+import { isNodeRedisClient, NodeRedisAdapter, type NodeRedisClient } from './node-redis.js'
+import { APPLY_IF, INCREMENT, NOT_A_NUMBER, type Script } from './scripts.js'
+
+export type { IoRedisClient, IoRedisOptions } from './ioredis.js'
+export type { NodeRedisClient } from './node-redis.js'
+
+export interface RedisStoreOptions extends IoRedisOptions {
+  /**
+   * `redis://[user:password@]host[:port][/db]` or `rediss://…` for TLS: the store opens its own
+   * ioredis connection (ioredis must be installed) and `close()` closes it. Connection options
+   * (`host`, `port`, `password`, `sentinels` + `name`, any ioredis option) do the same without a URL.
+   */
+  url?: string
+  /**
+   * A client the application made and owns: an ioredis `Redis` or `Cluster`, or a node-redis
+   * client, cluster or sentinel (`createClient`, `createCluster`, `createSentinel`, v5 or later)
+   * that is connected or connecting. The store never closes it.
+   */
+  client?: IoRedisClient | NodeRedisClient
+  /** A namespace prepended to every key the middleware passes (which already starts with its own prefix). Default `''`. */
+  prefix?: string
+  /**
+   * The longest, in milliseconds, that any one store operation may wait, whether for a reply or
+   * for the connection to come back. Past it the operation rejects with an error saying the
+   * session store is unreachable, and the request answers 503. Default `2000`.
+   */
+  timeoutMs?: number
+}
+
+/**
+ * What RedisStore needs from a client library; `IoRedisAdapter` and `NodeRedisAdapter` provide it,
+ * so the store below is written once for both.
+ */
+interface RedisAdapter {
+  /** `waiting`: connecting or reconnecting; `closed`: closed by its owner, or never opened. */
+  state(): 'ready' | 'waiting' | 'closed'
+  /** Resolves when the client may have become ready; the store then checks `state()` again. */
+  nextReady(): Promise<void>
+  hgetall(key: string): Promise<unknown>
+  /** One MULTI/EXEC: HSET `fields` (field, value, …), HDEL `removed`, PEXPIRE `ttlMs`. */
+  transaction(key: string, fields: string[], removed: string[], ttlMs: number): Promise<void>
+  pexpire(key: string, ttlMs: number): Promise<unknown>
+  del(key: string): Promise<unknown>
+  /** EVALSHA with one key, falling back to EVAL when the server does not know the script. */
+  run(script: Script, key: string, args: string[]): Promise<unknown>
+  isReply(error: unknown): boolean
+}
+
+const OWN_OPTIONS: ReadonlySet<string> = new Set(['url', 'client', 'prefix', 'timeoutMs'])
+const DEFAULT_TIMEOUT_MS = 2000
+// setTimeout's largest delay; a longer one fires at once.
+const MAX_TIMEOUT_MS = 2 ** 31 - 1
+
+// Rejects an operation whose deadline passed while it waited for the connection: it is never sent.
+const LATE = Symbol('late')
+
+/**
+ * The Redis store: see the module comment for the layout. Build it from `url` or connection
+ * options (ioredis), or hand it a `client` of either library.
+ */
+export class RedisStore implements Store {
+  /** The namespace in front of every key (option `prefix`). */
+  readonly prefix: string
+  /** The longest any one operation may wait (option `timeoutMs`). */
+  readonly timeoutMs: number
+  #adapter: RedisAdapter | undefined
+  /** Set when the store opens its own connection (built from url or options). */
+  readonly #own: Promise<OwnConnection> | undefined
+  #closed = false
+
+  constructor(options: RedisStoreOptions = {}) {
+    if (typeof options !== 'object' || options === null) {
+      throw new TypeError('RedisStore options must be an object, e.g. { url: "redis://127.0.0.1:6379" } or { client }')
+    }
+    const { url, client, prefix = '', timeoutMs = DEFAULT_TIMEOUT_MS } = options
+    if (typeof prefix !== 'string') throw new TypeError(`RedisStore option prefix must be a string, got ${typeof prefix}`)
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
+      throw new TypeError(`RedisStore option timeoutMs must be a number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, got ${String(timeoutMs)}`)
+    }
+    this.prefix = prefix
+    this.timeoutMs = timeoutMs
+    const connection: Record<string, unknown> = {}
+    for (const [name, value] of Object.entries(options)) if (!OWN_OPTIONS.has(name)) connection[name] = value
+
+    if (client !== undefined) {
+      const extra = [...(url === undefined ? [] : ['url']), ...Object.keys(connection)]
+      if (extra.length > 0) {
+        throw new TypeError(`RedisStore option client cannot be combined with ${extra.join(', ')}: configure the client itself`)
+      }
+      this.#adapter = adapterFor(client)
+      return
+    }
+    if (url !== undefined && (typeof url !== 'string' || url === '')) {
+      throw new TypeError(`RedisStore option url must be a redis:// or rediss:// URL string, got ${String(url)}`)
+    }
+    this.#own = openIoRedis(url, connection)
+    this.#own.then(({ adapter }) => (this.#adapter = adapter), () => undefined)
+  }
+
+  async get(id: string): Promise<Record<string, unknown> | undefined> {
+    const key = this.prefix + id
+    return recordOf(await this.#run('HGETALL', (redis) => redis.hgetall(key)))
+  }
+
+  async apply(id: string, patch: Patch): Promise<void> {
+    const key = this.prefix + id
+    const fields = encodeFields(patch.set)
+    const removed = patch.unset ?? []
+    const ttlMs = ttlOf(patch.ttlMs)
+    if (fields.length === 0 && removed.length === 0) {
+      await this.#run('PEXPIRE', (redis) => redis.pexpire(key, ttlMs))
+      return
+    }
+    await this.#run('MULTI/EXEC', (redis) => redis.transaction(key, fields, removed, ttlMs))
+  }
+
+  async increment(id: string, key: string, by: number, ttlMs: number): Promise<number> {
+    const hash = this.prefix + id
+    const args = [key, String(by), String(ttlOf(ttlMs)), Number.isSafeInteger(by) ? '1' : '0']
+    const reply = await this.#run('EVALSHA (increment)', (redis) =>
+      redis.run(INCREMENT, hash, args).catch((error: unknown) => {
+        if (error instanceof Error && error.message.includes(NOT_A_NUMBER)) {
+          throw new SessionValueError(key, 'cannot increment: it does not hold a number')
+        }
+        throw error
+      }),
+    )
+    const sum = typeof reply === 'number' ? reply : Number(reply)
+    if (!Number.isFinite(sum)) throw new Error(`Redis answered the increment of "${key}" with ${String(reply)}, not a number`)
+    return sum
+  }
+
+  async touch(id: string, ttlMs: number): Promise<void> {
+    const key = this.prefix + id
+    const ttl = ttlOf(ttlMs)
+    await this.#run('PEXPIRE', (redis) => redis.pexpire(key, ttl))
+  }
+
+  async destroy(id: string): Promise<void> {
+    const key = this.prefix + id
+    await this.#run('DEL', (redis) => redis.del(key))
+  }
+
+  async applyIf(id: string, patch: ConditionalPatch): Promise<boolean> {
+    const key = this.prefix + id
+    const expected = Object.entries(patch.expect)
+    const fields = encodeFields(patch.set)
+    const args = [String(ttlOf(patch.ttlMs)), String(expected.length), String(fields.length / 2)]
+    // An empty string stands for "absent": no JSON encoding is empty.
+    for (const [field, value] of expected) args.push(field, value === undefined ? '' : encodeValue(value))
+    for (const field of fields) args.push(field)
+    for (const field of patch.unset ?? []) args.push(field)
+    const reply = await this.#run('EVALSHA (applyIf)', (redis) => redis.run(APPLY_IF, key, args))
+    return Number(reply) === 1
+  }
+
+  /** Closes the connection the store opened itself (from url or options); a given `client` stays open. */
+  async close(): Promise<void> {
+    if (this.#closed || this.#own === undefined) return
+    this.#closed = true
+    const own = await this.#own.catch(() => undefined)
+    await own?.close(this.timeoutMs)
+  }
+
+  /**
+   * Runs one operation within `timeoutMs`: one timer per operation, however the client behaves.
+   * While the client is not ready the command waits here, not in the client's queue, so an
+   * operation that timed out is never sent later.
+   */
+  #run<T>(command: string, send: (redis: RedisAdapter) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let settled = false
+      const timer = setTimeout(() => {
+        settled = true
+        reject(unreachable(`no reply to ${command} within ${this.timeoutMs} ms`))
+      }, this.timeoutMs)
+      const adapter = this.#adapter
+      const sent = adapter !== undefined && !this.#closed && adapter.state() === 'ready'
+        ? send(adapter)
+        : this.#sendWhenReady(command, send, () => settled)
+      sent.then(
+        (value) => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          resolve(value)
+        },
+        (error: unknown) => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          reject(this.#explain(command, error))
+        },
+      )
+    })
+  }
+
+  async #sendWhenReady<T>(command: string, send: (redis: RedisAdapter) => Promise<T>, late: () => boolean): Promise<T> {
+    if (this.#closed) throw new RedisStoreError('RedisStore was closed (store.close()); it cannot be used afterwards')
+    const adapter = this.#adapter ?? (await this.#opened()).adapter
+    for (;;) {
+      if (late()) throw LATE
+      const state = adapter.state()
+      if (state === 'ready') return send(adapter)
+      if (state === 'closed') {
+        throw unreachable(`the Redis client is closed, so ${command} cannot be sent (a given client must be connected by its owner)`)
+      }
+      await adapter.nextReady()
+    }
+  }
+
+  async #opened(): Promise<OwnConnection> {
+    try {
+      return await (this.#own as Promise<OwnConnection>)
+    } catch (error) {
+      throw new RedisStoreError(error instanceof Error ? error.message : String(error), { cause: error })
+    }
+  }
+
+  /**
+   * Leaves Redis's own replies, value errors and the store's own errors as they are; any other
+   * failure (a dropped connection, a client that gave up) means the store is out of reach.
+   */
+  #explain(command: string, error: unknown): unknown {
+    if (error instanceof RedisStoreError || error instanceof SessionValueError || this.#adapter?.isReply(error)) return error
+    const reason = error instanceof Error ? error.message : String(error)
+    return unreachable(`${command} failed: ${reason}`, error)
+  }
+}
+
+/** An error the store raises itself, with a message meant for the operator. */
+class RedisStoreError extends Error {
+  override name = 'RedisStoreError'
+}
+
+function adapterFor(client: unknown): RedisAdapter {
+  if (typeof client === 'object' && client !== null) {
+    if (isNodeRedisClient(client)) return new NodeRedisAdapter(client)
+    if (isIoRedisClient(client)) return new IoRedisAdapter(client)
+  }
+  throw new TypeError(
+    'RedisStore option client must be an ioredis Redis or Cluster, or a node-redis client, cluster or sentinel ' +
+      `(createClient, createCluster, createSentinel); got ${client === null ? 'null' : typeof client}`,
+  )
+}
+
+function unreachable(reason: string, cause?: unknown): Error {
+  return new RedisStoreError(`Redis session store unreachable: ${reason}`, cause === undefined ? undefined : { cause })
+}
+
+/** PEXPIRE takes whole milliseconds; round up so a session never expires early. */
+function ttlOf(ttlMs: number): number {
+  return Math.ceil(ttlMs)
+}
+
+/** `set` as HSET's flat (field, encoded value, …) list. */
+function encodeFields(set: Record<string, unknown> | undefined): string[] {
+  const fields: string[] = []
+  if (set) for (const key of Object.keys(set)) fields.push(key, encodeValue(set[key]))
+  return fields
+}
+
+/**
+ * HGETALL's reply as a session record. Clients shape it by protocol and configuration: a plain
+ * object (both clients' defaults), a Map (node-redis type mapping) or a flat array (RESP2 raw).
+ */
+function recordOf(reply: unknown): Record<string, unknown> | undefined {
+  if (reply instanceof Map) return reply.size === 0 ? undefined : decodeRecord(reply as Map<string, string>)
+  if (Array.isArray(reply)) {
+    if (reply.length === 0) return undefined
+    const pairs: Array<[string, string]> = []
+    for (let i = 0; i + 1 < reply.length; i += 2) pairs.push([String(reply[i]), String(reply[i + 1])])
+    return decodeRecord(pairs)
+  }
+  if (typeof reply === 'object' && reply !== null) {
+    // Field values are strings unless the application mapped them to Buffers, which JSON.parse
+    // reads as their UTF-8 text just the same.
+    const entries = Object.entries(reply as Record<string, string>)
+    return entries.length === 0 ? undefined : decodeRecord(entries)
+  }
+  return undefined
+}
