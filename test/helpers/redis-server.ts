@@ -5,7 +5,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -133,6 +133,33 @@ function ping(port: number): Promise<boolean> {
       if (reply.includes('\r\n')) done(reply.startsWith('+PONG'))
     })
   })
+}
+
+/** The master group name `startSentinel` monitors. */
+export const SENTINEL_MASTER = 'mymaster'
+
+/** Starts a Sentinel (redis-server --sentinel) monitoring `master` as `SENTINEL_MASTER`. */
+export async function startSentinel(master: RedisServer): Promise<RedisServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'koa-atomic-session-sentinel-'))
+  const port = await freePort()
+  const file = join(dir, 'sentinel.conf')
+  await writeFile(
+    file,
+    [
+      `port ${port}`,
+      `bind ${HOST}`,
+      `dir ${dir}`,
+      `sentinel monitor ${SENTINEL_MASTER} ${HOST} ${master.port} 1`,
+      `sentinel down-after-milliseconds ${SENTINEL_MASTER} 2000`,
+      '',
+    ].join('\n'),
+  )
+  try {
+    return await serve(port, dir, [file, '--sentinel'])
+  } catch (error) {
+    await rm(dir, { recursive: true, force: true })
+    throw error
+  }
 }
 
 export interface RedisCluster {
