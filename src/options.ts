@@ -74,12 +74,6 @@ const OPTION_NAMES: ReadonlySet<string> = new Set([
   'saveUninitialized', 'cookie', 'transport', 'genid', 'maxBytes',
 ])
 
-/** One day: how long the store keeps a session whose cookie lasts until the browser closes. */
-export const BROWSER_SESSION_TTL = 24 * 60 * 60 * 1000
-
-/** Shape of every id, whatever carried it: base64url, 22 to 128 characters. */
-export const ID_PATTERN = /^[A-Za-z0-9_-]{22,128}$/
-
 // RFC 6265 cookie-name token characters.
 const COOKIE_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 

@@ -1,21 +1,15 @@
-import { randomBytes } from 'node:crypto'
 import type { Context } from 'koa'
 import { parseDuration } from './duration.js'
-import { SessionError, SessionOptionError, SessionStateError, SessionStoreError, SessionTooLargeError, SessionValueError } from './errors.js'
+import { SessionError, SessionStateError, SessionStoreError, SessionTooLargeError, SessionValueError } from './errors.js'
 import { emit } from './events.js'
-import { BROWSER_SESSION_TTL, ID_PATTERN, type SessionConfig } from './options.js'
+import { ID_PATTERN, newId } from './ids.js'
+import { CREATED, EXPIRES, MAX_AGE, pastAbsolute, renewDue, ttlAt, type Meta } from './lifetime.js'
+import type { SessionConfig } from './options.js'
 import type { Patch } from './store.js'
 import { Tracker } from './tracking.js'
 import { STALE_SIGNATURE } from './transport.js'
 import { assertDataKey, assertStorable } from './values.js'
 import { createView, type Session } from './view.js'
-
-/** Bookkeeping keys stored beside the user's keys. */
-const CREATED = '$c'
-const EXPIRES = '$e'
-const MAX_AGE = '$m'
-
-type Meta = { [CREATED]?: number; [EXPIRES]?: number; [MAX_AGE]?: number | 'session' }
 
 /**
  * One request's session: what was loaded, what changed, and how to write it back. The user sees
@@ -104,9 +98,7 @@ export class SessionState {
       return
     }
     let record = await this.#call('get', id, () => this.config.store.get(this.#key(id)))
-    const absolute = this.config.absoluteMaxAge
-    const created = record?.[CREATED]
-    if (record && absolute !== undefined && typeof created === 'number' && created + absolute <= Date.now()) {
+    if (record && pastAbsolute(Date.now(), this.config.absoluteMaxAge, record[CREATED])) {
       await this.#destroyStored(id)
       record = undefined
     }
@@ -355,9 +347,7 @@ export class SessionState {
     if (this.#touched) return true
     if (!this.loaded) return false
     if (this.config.rolling) return true
-    if (!this.config.renew) return false
-    const expires = this.meta[EXPIRES]
-    return expires === undefined || expires - Date.now() < this.#idleTtl() / 2
+    return this.config.renew && renewDue(Date.now(), this.maxAge, this.meta[EXPIRES])
   }
 
   async #refresh(): Promise<void> {
@@ -453,17 +443,8 @@ export class SessionState {
 
   // ---- lifetimes and ids ----
 
-  #idleTtl(): number {
-    const maxAge = this.maxAge
-    return maxAge === 'session' ? BROWSER_SESSION_TTL : maxAge
-  }
-
-  /** How long the store keeps the session after a write now: idle lifetime, capped by the absolute one. */
   #ttl(now: number): number {
-    const idle = this.#idleTtl()
-    const absolute = this.config.absoluteMaxAge
-    if (absolute === undefined) return idle
-    return Math.max(1, Math.min(idle, (this.meta[CREATED] ?? now) + absolute - now))
+    return ttlAt(now, this.maxAge, this.config.absoluteMaxAge, this.meta[CREATED])
   }
 
   #remainingMs(): number {
@@ -474,17 +455,7 @@ export class SessionState {
   /** The id, made now if the session has none: as soon as it has something to store, it has an id. */
   #ensureId(): string {
     this.incomingId()
-    return (this.id ??= this.#newId())
-  }
-
-  #newId(): string {
-    const { genid, idBytes } = this.config
-    if (!genid) return randomBytes(idBytes).toString('base64url')
-    const id = genid(this.ctx)
-    if (typeof id !== 'string' || !ID_PATTERN.test(id)) {
-      throw new SessionOptionError(`option genid returned ${JSON.stringify(id)}; ids must be 22 to 128 base64url characters (A-Z a-z 0-9 - _)`)
-    }
-    return id
+    return (this.id ??= newId(this.ctx, this.config.idBytes, this.config.genid))
   }
 
   #key(id: string): string {

@@ -1,0 +1,39 @@
+/**
+ * Lifetimes: how long the store keeps a session after a write, and when an idle session is due
+ * for a refresh. Pure functions of the session's bookkeeping, the options and the time.
+ */
+
+/** Bookkeeping keys stored beside the user's keys (see values.ts: keys starting with `$`). */
+export const CREATED = '$c'
+export const EXPIRES = '$e'
+export const MAX_AGE = '$m'
+
+export type Meta = { [CREATED]?: number; [EXPIRES]?: number; [MAX_AGE]?: number | 'session' }
+
+/** One day: how long the store keeps a session whose cookie lasts until the browser closes. */
+export const BROWSER_SESSION_TTL = 24 * 60 * 60 * 1000
+
+/** The idle lifetime in the store for a `maxAge`. */
+export function idleTtl(maxAge: number | 'session'): number {
+  return maxAge === 'session' ? BROWSER_SESSION_TTL : maxAge
+}
+
+/**
+ * How long the store keeps the session after a write at `now`: the idle lifetime, capped by what
+ * is left of the absolute one (counted from creation, or from now for a session not yet created).
+ */
+export function ttlAt(now: number, maxAge: number | 'session', absoluteMaxAge: number | undefined, created: number | undefined): number {
+  const idle = idleTtl(maxAge)
+  if (absoluteMaxAge === undefined) return idle
+  return Math.max(1, Math.min(idle, (created ?? now) + absoluteMaxAge - now))
+}
+
+/** Whether a session created at `created` has outlived `absoluteMaxAge`. */
+export function pastAbsolute(now: number, absoluteMaxAge: number | undefined, created: unknown): boolean {
+  return absoluteMaxAge !== undefined && typeof created === 'number' && created + absoluteMaxAge <= now
+}
+
+/** `renew`: extend only when less than half of the idle lifetime is left (or the expiry is unknown). */
+export function renewDue(now: number, maxAge: number | 'session', expires: number | undefined): boolean {
+  return expires === undefined || expires - now < idleTtl(maxAge) / 2
+}
