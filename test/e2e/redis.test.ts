@@ -1,7 +1,8 @@
 /**
- * Whole requests through a real Koa server on RedisStore, for each client: concurrent requests
- * lose nothing, counters add up, an outage answers 503 in time and heals without restarting the
- * app, and what each kind of request costs Redis (counted from INFO, not timed).
+ * Whole requests through a real Koa server on RedisStore, for each client: the shared session
+ * behaviour suite, then concurrent requests that lose nothing, counters that add up, an outage
+ * that answers 503 in time and heals without restarting the app, and what each kind of request
+ * costs Redis (counted from INFO, not timed).
  */
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -13,6 +14,7 @@ import { session, type SessionOptions } from '../../src/index.js'
 import { RedisStore } from '../../src/stores/redis/index.js'
 import { Client, koaApp, listen, type Running } from '../helpers/http.js'
 import { parseInfo, startRedis, type RedisServer } from '../helpers/redis-server.js'
+import { sessionBehaviour } from './behaviour.js'
 
 interface Opened {
   store: RedisStore
@@ -69,6 +71,13 @@ async function app(store: RedisStore, options: SessionOptions = {}): Promise<{ r
   })
   return { running: await listen(koa), errors }
 }
+
+let shared: RedisServer
+before(async () => {
+  shared = await startRedis()
+})
+after(() => shared?.close())
+for (const kind of CLIENTS) sessionBehaviour(`RedisStore, ${kind.name}`, () => kind.open(shared.url, 2000))
 
 for (const kind of CLIENTS) {
   describe(`Whole requests on RedisStore, ${kind.name}`, () => {
