@@ -48,6 +48,13 @@ export interface SessionOptions {
   genid?: (ctx: Context) => string
   /** The largest encoded session in bytes; a write past it fails and stores nothing. Default 1 MiB. */
   maxBytes?: number
+  /**
+   * `'overwrite'` (default, as every peer): the last writer of a key wins. `'reject'`: the
+   * end-of-request patch is written only if every key the request read and then changed still
+   * holds what it read; otherwise nothing is written and the request answers 409
+   * (`SessionConflictError` naming the key). Needs a store with a conditional write.
+   */
+  conflicts?: 'overwrite' | 'reject'
 }
 
 /** The options after defaults and validation: built once, read on every request. */
@@ -67,11 +74,12 @@ export interface SessionConfig {
   cookie: CookieOptions | undefined
   genid: ((ctx: Context) => string) | undefined
   maxBytes: number
+  conflicts: 'overwrite' | 'reject'
 }
 
 const OPTION_NAMES: ReadonlySet<string> = new Set([
   'store', 'key', 'prefix', 'idBytes', 'maxAge', 'absoluteMaxAge', 'rolling', 'renew', 'lazy',
-  'saveUninitialized', 'cookie', 'transport', 'genid', 'maxBytes',
+  'saveUninitialized', 'cookie', 'transport', 'genid', 'maxBytes', 'conflicts',
 ])
 
 // RFC 6265 cookie-name token characters.
@@ -128,6 +136,12 @@ export function resolveOptions(input: unknown = {}): SessionConfig {
   const maxBytes = opts.maxBytes ?? 1024 * 1024
   if (!Number.isInteger(maxBytes) || maxBytes < 1) fail(`option maxBytes must be a positive integer, got ${String(maxBytes)}`)
 
+  const conflicts = opts.conflicts ?? 'overwrite'
+  if (conflicts !== 'overwrite' && conflicts !== 'reject') fail(`option conflicts must be 'overwrite' or 'reject', got ${String(conflicts)}`)
+  if (conflicts === 'reject' && typeof store.applyIf !== 'function') {
+    fail("option conflicts: 'reject' needs a store with a conditional write (applyIf); this store has none (fromWholeObjectStore cannot offer one)")
+  }
+
   return {
     store,
     prefix,
@@ -142,6 +156,7 @@ export function resolveOptions(input: unknown = {}): SessionConfig {
     cookie,
     genid: opts.genid,
     maxBytes,
+    conflicts,
   }
 }
 

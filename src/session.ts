@@ -1,6 +1,15 @@
 import type { Context } from 'koa'
 import { parseDuration } from './duration.js'
-import { SessionError, SessionStateError, SessionStoreError, SessionTooLargeError, SessionValueError } from './errors.js'
+import { changedKey, ReadLog } from './conflicts.js'
+import {
+  SessionConflictError,
+  SessionError,
+  SessionOptionError,
+  SessionStateError,
+  SessionStoreError,
+  SessionTooLargeError,
+  SessionValueError,
+} from './errors.js'
 import { emit } from './events.js'
 import { ID_PATTERN, newId } from './ids.js'
 import { CREATED, EXPIRES, MAX_AGE, pastAbsolute, renewDue, ttlAt, type Meta } from './lifetime.js'
@@ -8,7 +17,7 @@ import type { SessionConfig } from './options.js'
 import type { Patch } from './store.js'
 import { Tracker } from './tracking.js'
 import { STALE_SIGNATURE } from './transport.js'
-import { assertDataKey, assertStorable } from './values.js'
+import { assertDataKey, assertStorable, decodeValue, encodeValue } from './values.js'
 import { createView, type Session } from './view.js'
 
 /**
@@ -46,10 +55,15 @@ export class SessionState {
   #doomed: string[] = []
   #tracker: Tracker | undefined
   #view: Session | undefined
+  /** Keys whose value this request set, so they read before a lazy session is loaded. */
+  readonly #known = new Set<string>()
+  /** With `conflicts: 'reject'`: what each key held when this request first read it. */
+  #reads: ReadLog | undefined
 
   constructor(ctx: Context, config: SessionConfig) {
     this.ctx = ctx
     this.config = config
+    if (config.conflicts === 'reject') this.#reads = new ReadLog()
   }
 
   // ---- the id the request carries ----
@@ -134,7 +148,7 @@ export class SessionState {
 
   /** Throws unless data may be read now: a lazy session must be loaded first. */
   assertReadable(key?: string): void {
-    if (this.loaded || this.#replaced || (key !== undefined && this.changed.has(key))) return
+    if (this.loaded || this.#replaced || (key !== undefined && this.#known.has(key))) return
     throw new SessionStateError(
       `${key === undefined ? 'ctx.session' : `ctx.session.${key}`} was read before the session was loaded: with ` +
         'lazy: true, call await ctx.loadSession() before reading session data (writing needs no load).',
@@ -143,8 +157,16 @@ export class SessionState {
 
   read(key: string): unknown {
     this.assertReadable(key)
-    if (!Object.hasOwn(this.data, key)) return undefined
-    return this.#track().wrap(key, this.data[key])
+    const value = Object.hasOwn(this.data, key) ? this.data[key] : undefined
+    this.#reads?.note(key, value)
+    return value === undefined ? undefined : this.#track().wrap(key, value)
+  }
+
+  has(key: string): boolean {
+    this.assertReadable(key)
+    const present = Object.hasOwn(this.data, key)
+    this.#reads?.note(key, present ? this.data[key] : undefined)
+    return present
   }
 
   assign(key: string, value: unknown): void {
@@ -157,6 +179,7 @@ export class SessionState {
     this.data[key] = raw
     this.changed.add(key)
     this.removed.delete(key)
+    this.#known.add(key)
     this.#ensureId()
   }
 
@@ -165,6 +188,7 @@ export class SessionState {
     delete this.data[key]
     this.changed.delete(key)
     this.removed.add(key)
+    this.#known.add(key)
   }
 
   /** `ctx.session = value`: `null` destroys; an object replaces all data (a new session after `null`). */
@@ -193,6 +217,7 @@ export class SessionState {
 
   keys(): string[] {
     this.assertReadable()
+    this.#reads?.noteAll(this.data)
     return Object.keys(this.data)
   }
 
@@ -218,6 +243,7 @@ export class SessionState {
 
   toJSON(): Record<string, unknown> {
     this.assertReadable()
+    this.#reads?.noteAll(this.data)
     return { ...this.data }
   }
 
@@ -229,24 +255,20 @@ export class SessionState {
     if (raw === undefined) return this.unsetNow(key)
     assertStorable(key, raw)
     await this.#write({ set: { [key]: raw } })
-    this.data[key] = raw
-    this.changed.delete(key)
-    this.removed.delete(key)
+    this.#settle(key, raw)
   }
 
   async unsetNow(key: string): Promise<void> {
     assertDataKey(key)
     if (this.#stored) await this.#write({ unset: [key] })
-    delete this.data[key]
-    this.changed.delete(key)
-    this.removed.delete(key)
+    this.#settle(key, undefined)
   }
 
   async increment(key: string, by = 1): Promise<number> {
     assertDataKey(key)
     if (typeof by !== 'number' || !Number.isFinite(by)) throw new SessionValueError(key, 'increment(key, by) needs a finite number as by')
     this.#assertLive()
-    const current = this.loaded || this.changed.has(key) ? this.data[key] : undefined
+    const current = this.loaded || this.#known.has(key) ? this.data[key] : undefined
     if (current !== undefined && typeof current !== 'number') {
       throw new SessionValueError(key, 'cannot increment: it does not hold a number')
     }
@@ -262,17 +284,49 @@ export class SessionState {
       this.#expiryMoved = true
       emit(this.ctx, 'session:saved', { ctx: this.ctx, id })
     }
-    this.data[key] = sum
-    this.changed.delete(key)
-    this.removed.delete(key)
+    this.#settle(key, sum)
     return sum
+  }
+
+  /**
+   * Compare-and-set of one key: reads the stored value, computes the next with `fn`, and writes it
+   * only if the store still holds what was read; retries on conflict.
+   */
+  async update(key: string, fn: (current: unknown) => unknown, options: { retries?: number } = {}): Promise<unknown> {
+    assertDataKey(key)
+    if (typeof fn !== 'function') throw new TypeError(`update("${key}", fn): fn must be a function (current) => next`)
+    const retries = options.retries ?? 8
+    if (!Number.isInteger(retries) || retries < 0) throw new TypeError('update(key, fn, { retries }): retries must be an integer >= 0')
+    this.#assertLive()
+    this.#assertConditionalStore('update()')
+    this.incomingId()
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      // A session not stored yet is known to nobody else: what this request holds is the truth.
+      const id = this.#stored ? (this.id as string) : undefined
+      const record = id === undefined ? undefined : await this.#call('get', id, () => this.config.store.get(this.#key(id)))
+      const current = id === undefined ? this.data[key] : record?.[key]
+      const before = current === undefined ? undefined : encodeValue(current)
+      const next = this.#track().unwrap(fn(current))
+      if (next instanceof Promise) throw new TypeError(`update("${key}", fn): fn must be synchronous; it returned a promise`)
+      if (next !== undefined) assertStorable(key, next)
+      const patch = next === undefined ? { unset: [key] } : { set: { [key]: next } }
+      const expect = id === undefined ? undefined : { [key]: before === undefined ? undefined : decodeValue(before) }
+      if (await this.#write(patch, expect)) {
+        this.#settle(key, next)
+        return next
+      }
+    }
+    throw new SessionConflictError(
+      key,
+      `update("${key}") lost ${retries + 1} compare-and-set attempts to concurrent writers; nothing was written. Retry later or raise retries.`,
+    )
   }
 
   async save(): Promise<void> {
     if (this.destroyed) return this.commit()
     if (this.#replaced && !this.loaded) await this.load()
     const patch = this.#pendingPatch()
-    if (patch || !this.#stored || this.#metaChanged) await this.#write(patch ?? {})
+    if (patch || !this.#stored || this.#metaChanged) await this.#writePending(patch ?? {})
     this.#sendId()
   }
 
@@ -285,6 +339,7 @@ export class SessionState {
     this.data = Object.create(null)
     this.meta = Object.create(null)
     this.#loading = undefined
+    if (this.#reads) this.#reads = new ReadLog()
     if (!this.#stored || this.id === undefined) {
       this.loaded = true
       return
@@ -335,7 +390,7 @@ export class SessionState {
     const patch = this.#pendingPatch()
     if (!this.destroyed) {
       if (patch || this.#metaChanged || (!this.#stored && this.config.saveUninitialized)) {
-        await this.#write(patch ?? {})
+        await this.#writePending(patch ?? {})
       } else if (this.#stored && !this.#expiryMoved && this.#refreshDue()) {
         await this.#refresh()
       }
@@ -354,7 +409,10 @@ export class SessionState {
     const id = this.id as string
     // A loaded session is known to exist: refresh its stored expiry too. An unloaded one may be
     // gone, and touch() never recreates it.
-    if (this.loaded) return this.#write({})
+    if (this.loaded) {
+      await this.#write({})
+      return
+    }
     const ttl = this.#ttl(Date.now())
     await this.#call('touch', id, () => this.config.store.touch(this.#key(id), ttl))
     this.#expiryMoved = true
@@ -382,8 +440,19 @@ export class SessionState {
 
   // ---- writing ----
 
-  /** One atomic write of `patch` plus bookkeeping; creates the session when it is not stored. */
-  async #write(patch: Omit<Patch, 'ttlMs'>): Promise<void> {
+  /** Writes the pending patch; with `conflicts: 'reject'`, only if every key it read still holds. */
+  async #writePending(patch: Omit<Patch, 'ttlMs'>): Promise<void> {
+    const expect = this.#stored ? this.#reads?.expect([...this.changed, ...this.removed]) : undefined
+    if (await this.#write(patch, expect)) return
+    const id = this.id as string
+    throw new SessionConflictError(await changedKey(this.config.store, this.#key(id), expect ?? {}))
+  }
+
+  /**
+   * One atomic write of `patch` plus bookkeeping; creates the session when it is not stored. With
+   * `expect`, a conditional write: resolves `false`, having written nothing, when a key differs.
+   */
+  async #write(patch: Omit<Patch, 'ttlMs'>, expect?: Record<string, unknown>): Promise<boolean> {
     this.#assertLive()
     this.incomingId()
     const created = !this.#stored
@@ -399,15 +468,46 @@ export class SessionState {
     const ttlMs = this.#ttl(now)
     set[EXPIRES] = now + ttlMs
     const write: Patch = patch.unset?.length ? { set, unset: patch.unset, ttlMs } : { set, ttlMs }
-    await this.#call('apply', id, () => this.config.store.apply(this.#key(id), write))
+    const store = this.config.store
+    if (expect && store.applyIf) {
+      const written = await this.#call('applyIf', id, () => store.applyIf!(this.#key(id), { ...write, expect }))
+      if (!written) return false
+    } else {
+      await this.#call('apply', id, () => store.apply(this.#key(id), write))
+    }
     this.meta[EXPIRES] = now + ttlMs
     this.#stored = true
     this.#expiryMoved = true
     this.#metaChanged = false
-    for (const key of Object.keys(patch.set ?? {})) this.changed.delete(key)
-    for (const key of patch.unset ?? []) this.removed.delete(key)
+    for (const key of Object.keys(patch.set ?? {})) {
+      this.changed.delete(key)
+      this.#reads?.wrote(key, patch.set?.[key])
+    }
+    for (const key of patch.unset ?? []) {
+      this.removed.delete(key)
+      this.#reads?.wrote(key, undefined)
+    }
     if (created) emit(this.ctx, 'session:created', { ctx: this.ctx, id })
     emit(this.ctx, 'session:saved', { ctx: this.ctx, id })
+    return true
+  }
+
+  /** After an explicit write of `key`: this request knows its value, and nothing of it is pending. */
+  #settle(key: string, value: unknown): void {
+    if (value === undefined) delete this.data[key]
+    else this.data[key] = value
+    this.changed.delete(key)
+    this.removed.delete(key)
+    this.#known.add(key)
+  }
+
+  #assertConditionalStore(feature: string): void {
+    if (!this.config.store.applyIf) {
+      throw new SessionOptionError(
+        `${feature} needs a store with a conditional write (applyIf); this store has none ` +
+          '(fromWholeObjectStore cannot offer one: its stores keep whole objects). Use MemoryStore, RedisStore or MongoStore.',
+      )
+    }
   }
 
   #pendingPatch(): Omit<Patch, 'ttlMs'> | undefined {
@@ -488,6 +588,7 @@ export class SessionState {
     this.meta = Object.create(null)
     this.changed.clear()
     this.removed.clear()
+    this.#known.clear()
   }
 
   #assertLive(): void {

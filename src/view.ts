@@ -31,6 +31,13 @@ export interface SessionMethods {
   unset(key: DataKey): Promise<void>
   /** Adds `by` (default 1) to a numeric key in the store, atomically; resolves the new value. */
   increment(key: DataKey, by?: number): Promise<number>
+  /**
+   * Atomic read-modify-write of one key (compare-and-set in the store), loaded or not: `fn` gets the
+   * stored value (`undefined` when absent) and returns the next (`undefined` removes the key). On a
+   * conflict it reads again and retries (`retries`, default 8), then throws `SessionConflictError`.
+   * Resolves the value written.
+   */
+  update<K extends DataKey>(key: K, fn: (current: Data[K] | undefined) => Data[K] | undefined, options?: { retries?: number }): Promise<Data[K] | undefined>
   /** Writes pending changes now (e.g. before streaming); stores a new session even when empty. */
   save(): Promise<void>
   /** Re-reads the session from the store, dropping unsaved changes. */
@@ -74,6 +81,9 @@ const METHODS: Record<string, (this: unknown, ...args: never[]) => unknown> = {
   },
   increment(key: string, by?: number) {
     return stateOf(this).increment(key, by)
+  },
+  update(key: string, fn: (current: unknown) => unknown, options?: { retries?: number }) {
+    return stateOf(this).update(key, fn, options)
   },
   save() {
     return stateOf(this).save()
@@ -139,9 +149,7 @@ const HANDLER: ProxyHandler<Target> = {
   },
   has(target, key) {
     if (typeof key === 'symbol') return false
-    const state = target[STATE]
-    state.assertReadable(key)
-    return Object.hasOwn(state.data, key)
+    return target[STATE].has(key)
   },
   ownKeys(target) {
     return target[STATE].keys()

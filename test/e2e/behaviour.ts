@@ -434,6 +434,84 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       assert.deepEqual(rec.calls, ['get'])
     })
 
+    it('update() appends from 100 concurrent requests to one key and keeps every one', async () => {
+      const { client } = await harness(store, { lazy: true }, {
+        '/start': async (ctx) => ctx.session.set('list', []),
+        '/append': async (ctx) => {
+          const n = Number(ctx.query.n)
+          await ctx.session.update('list', (list: number[] = []) => [...list, n])
+          return { after: ctx.session.list.includes(n) }
+        },
+        '/all': async (ctx) => (await ctx.loadSession()).toJSON(),
+      })
+      await client.get('/start')
+      const replies = await Promise.all(Array.from({ length: 100 }, (_, n) => client.get(`/append?n=${n}`)))
+      assert.ok(replies.every((reply) => reply.status === 200 && (reply.json as { after: boolean }).after))
+      const { list } = (await client.get('/all')).json as { list: number[] }
+      assert.deepEqual([...list].sort((a, b) => a - b), Array.from({ length: 100 }, (_, n) => n))
+    })
+
+    it("conflicts: 'reject' answers 409 to the second of two requests that read and changed one key", async () => {
+      let arrived = 0
+      let release: () => void = () => {}
+      let bothRead = new Promise<void>((resolve) => (release = resolve))
+      const { client } = await harness(store, { conflicts: 'reject' }, {
+        '/start': (ctx) => void (ctx.session.cart = []),
+        '/add': async (ctx) => {
+          const cart = [...ctx.session.cart, ctx.query.item]
+          if (++arrived === 2) release()
+          await bothRead
+          ctx.session.cart = cart
+          return 'added'
+        },
+        '/all': dataOf,
+      })
+      await client.get('/start')
+      const acknowledged: string[] = []
+      for (let round = 0; round < 20; round++) {
+        arrived = 0
+        bothRead = new Promise<void>((resolve) => (release = resolve))
+        const replies = await Promise.all([client.get(`/add?item=a${round}`), client.get(`/add?item=b${round}`)])
+        assert.deepEqual(replies.map((reply) => reply.status).sort(), [200, 409])
+        const loser = replies.find((reply) => reply.status === 409)
+        assert.equal(loser?.body, 'Session key "cart" was changed by another request; nothing was written. Retry.')
+        acknowledged.push(replies[0]?.status === 200 ? `a${round}` : `b${round}`)
+      }
+      assert.deepEqual(((await client.get('/all')).json as { cart: string[] }).cart, acknowledged)
+    })
+
+    it("conflicts: 'reject' never refuses changes to different keys, blind writes or explicit writes", async () => {
+      const { client } = await harness(store, { conflicts: 'reject' }, {
+        '/start': (ctx) => void (ctx.session = { a: 0, b: 0, c: 0 }),
+        '/a': (ctx) => void (ctx.session.a = ctx.session.a + 1),
+        '/b': (ctx) => void (ctx.session.b = ctx.session.b + 1),
+        '/blind': (ctx) => void (ctx.session.c = Number(ctx.query.v)),
+        '/inc': (ctx) => ctx.session.increment('a').then(() => 'ok'),
+        '/all': dataOf,
+      })
+      await client.get('/start')
+      for (let round = 0; round < 10; round++) {
+        const replies = await Promise.all([client.get('/a'), client.get('/b'), client.get(`/blind?v=${round}`), client.get(`/blind?v=${round}`)])
+        assert.ok(replies.every((reply) => reply.status < 300), `statuses ${replies.map((reply) => reply.status)}`)
+      }
+      assert.deepEqual((await client.get('/all')).json, { a: 10, b: 10, c: 9 })
+    })
+
+    it("conflicts: 'reject' refuses a change to a key that another process changed after this request read it", async () => {
+      const { client } = await harness(store, { conflicts: 'reject' }, {
+        '/start': (ctx) => void (ctx.session.plan = 'free'),
+        '/upgrade': async (ctx) => {
+          const plan = ctx.session.plan
+          await store.apply(`koa:sess:${ctx.sessionId}`, { set: { plan: 'team' }, ttlMs: 60_000 }) // another process
+          ctx.session.plan = `${plan}+pro`
+        },
+        '/all': dataOf,
+      })
+      await client.get('/start')
+      assert.equal((await client.get('/upgrade')).status, 409)
+      assert.deepEqual((await client.get('/all')).json, { plan: 'team' })
+    })
+
     it('refuses a write past maxBytes with a clear error, and stores nothing', async () => {
       const { client, errors } = await harness(store, { maxBytes: 1_000 }, {
         '/seed': (ctx) => void (ctx.session.a = 1),
