@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Context } from 'koa'
 import { parseDuration } from './duration.js'
 import { changedKey, ReadLog } from './conflicts.js'
@@ -301,6 +302,8 @@ export class SessionState {
     this.#assertConditionalStore('update()')
     this.incomingId()
     for (let attempt = 0; attempt <= retries; attempt++) {
+      // Racing writers that all retry at once would collide again: back off a random, growing while.
+      if (attempt > 0) await sleep(Math.random() * Math.min(1000, 5 * 2 ** attempt))
       // A session not stored yet is known to nobody else: what this request holds is the truth.
       const id = this.#stored ? (this.id as string) : undefined
       const record = id === undefined ? undefined : await this.#call('get', id, () => this.config.store.get(this.#key(id)))
