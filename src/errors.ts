@@ -67,10 +67,13 @@ export class SessionConflictError extends SessionError {
   }
 }
 
-/** The session was used in a way its state does not allow (e.g. read before it was loaded). */
+/**
+ * The session was used in a way its state does not allow: read before it was loaded (500), or
+ * written through an id that a graced `regenerate()` retired (409).
+ */
 export class SessionStateError extends SessionError {
-  constructor(message: string) {
-    super(message, 500)
+  constructor(message: string, status = 500) {
+    super(message, status)
   }
 }
 

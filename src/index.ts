@@ -15,6 +15,7 @@ export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { fromWholeObjectStore, type WholeObjectStore } from './stores/whole-object.js'
 export { headerTransport, type SessionTransport, type TransportSetOptions, type CookieOptions } from './transport.js'
 export type { SessionEvents, SessionEventPayload } from './events.js'
+export type { UserSession } from './user-index.js'
 export type { Duration } from './duration.js'
 export {
   SessionError,

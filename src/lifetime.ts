@@ -7,8 +7,23 @@
 export const CREATED = '$c'
 export const EXPIRES = '$e'
 export const MAX_AGE = '$m'
+/** The user a session is bound to by `login()`, and how long that user's index is known to live. */
+export const USER = '$u'
+export const INDEX_UNTIL = '$x'
+/** When a bound session was last written (reported by `listByUser()`). */
+export const LAST_WRITE = '$w'
+/** Set on the old id by `regenerate({ graceMs })`: readable for the grace period, never written. */
+export const RETIRED = '$r'
 
-export type Meta = { [CREATED]?: number; [EXPIRES]?: number; [MAX_AGE]?: number | 'session' }
+export type Meta = {
+  [CREATED]?: number
+  [EXPIRES]?: number
+  [MAX_AGE]?: number | 'session'
+  [USER]?: string
+  [INDEX_UNTIL]?: number
+  [LAST_WRITE]?: number
+  [RETIRED]?: number
+}
 
 /** One day: how long the store keeps a session whose cookie lasts until the browser closes. */
 export const BROWSER_SESSION_TTL = 24 * 60 * 60 * 1000

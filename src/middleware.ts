@@ -5,10 +5,16 @@ import { splitCallForm } from './koa-session.js'
 import { resolveOptions, type SessionConfig, type SessionOptions } from './options.js'
 import { SessionState } from './session.js'
 import { assertCookieKeys } from './transport.js'
+import { assertUserId, destroyUserSessions, listUserSessions, type UserSession } from './user-index.js'
 import { STATE, type Session } from './view.js'
 
-/** The middleware returned by `session()`. */
-export type SessionMiddleware = Middleware
+/** The middleware returned by `session()`, with the per-user index's operations. */
+export interface SessionMiddleware extends Middleware {
+  /** The user's live sessions (bound with `ctx.session.login()`): ids and times, never data. */
+  listByUser(userId: string): Promise<UserSession[]>
+  /** Destroys the user's sessions, except the ids in `except` ("log out everywhere but here"). Resolves the ids destroyed. */
+  destroyByUser(userId: string, options?: { except?: string | readonly string[] }): Promise<string[]>
+}
 
 // Per request: the config of the session middleware that is running, and its state once made.
 const CONFIG = Symbol('koa-atomic-session#config')
@@ -30,7 +36,7 @@ export function session(first?: unknown, second?: unknown): SessionMiddleware {
   if (app) install(app)
   const checked = new WeakSet<Koa>()
 
-  return async function sessionMiddleware(context: Context, next: Next): Promise<void> {
+  const middleware = async function sessionMiddleware(context: Context, next: Next): Promise<void> {
     const ctx = context as SessionContext
     if (!checked.has(ctx.app)) {
       if (config.cookie) assertCookieKeys(ctx, config.cookie)
@@ -53,6 +59,17 @@ export function session(first?: unknown, second?: unknown): SessionMiddleware {
     if (state) await state.commit()
     else if (config.saveUninitialized) await stateOf(ctx).commit()
   }
+  return Object.assign(middleware, {
+    listByUser(userId: string) {
+      assertUserId(userId)
+      return listUserSessions(config.store, config.prefix, userId)
+    },
+    destroyByUser(userId: string, options: { except?: string | readonly string[] } = {}) {
+      assertUserId(userId)
+      const except = typeof options.except === 'string' ? [options.except] : (options.except ?? [])
+      return destroyUserSessions(config.store, config.prefix, userId, except)
+    },
+  })
 }
 
 function stateOf(ctx: SessionContext): SessionState {

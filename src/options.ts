@@ -55,6 +55,11 @@ export interface SessionOptions {
    * (`SessionConflictError` naming the key). Needs a store with a conditional write.
    */
   conflicts?: 'overwrite' | 'reject'
+  /**
+   * When the store fails while loading: `'fail'` (default) answers 503; `'anonymous'` goes on
+   * with an empty, read-only session, and any write then answers 503.
+   */
+  onStoreError?: 'fail' | 'anonymous'
 }
 
 /** The options after defaults and validation: built once, read on every request. */
@@ -75,11 +80,12 @@ export interface SessionConfig {
   genid: ((ctx: Context) => string) | undefined
   maxBytes: number
   conflicts: 'overwrite' | 'reject'
+  onStoreError: 'fail' | 'anonymous'
 }
 
 const OPTION_NAMES: ReadonlySet<string> = new Set([
   'store', 'key', 'prefix', 'idBytes', 'maxAge', 'absoluteMaxAge', 'rolling', 'renew', 'lazy',
-  'saveUninitialized', 'cookie', 'transport', 'genid', 'maxBytes', 'conflicts',
+  'saveUninitialized', 'cookie', 'transport', 'genid', 'maxBytes', 'conflicts', 'onStoreError',
 ])
 
 // RFC 6265 cookie-name token characters.
@@ -142,6 +148,11 @@ export function resolveOptions(input: unknown = {}): SessionConfig {
     fail("option conflicts: 'reject' needs a store with a conditional write (applyIf); this store has none (fromWholeObjectStore cannot offer one)")
   }
 
+  const onStoreError = opts.onStoreError ?? 'fail'
+  if (onStoreError !== 'fail' && onStoreError !== 'anonymous') {
+    fail(`option onStoreError must be 'fail' or 'anonymous', got ${String(onStoreError)}`)
+  }
+
   return {
     store,
     prefix,
@@ -157,6 +168,7 @@ export function resolveOptions(input: unknown = {}): SessionConfig {
     genid: opts.genid,
     maxBytes,
     conflicts,
+    onStoreError,
   }
 }
 

@@ -13,13 +13,17 @@ import {
 } from './errors.js'
 import { emit } from './events.js'
 import { ID_PATTERN, newId } from './ids.js'
-import { CREATED, EXPIRES, MAX_AGE, pastAbsolute, renewDue, ttlAt, type Meta } from './lifetime.js'
+import { CREATED, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
 import type { SessionConfig } from './options.js'
 import type { Patch } from './store.js'
 import { Tracker } from './tracking.js'
+import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
 import { assertDataKey, assertStorable, decodeValue, encodeValue } from './values.js'
 import { createView, type Session } from './view.js'
+
+/** Bookkeeping a new session's first write carries, when set. */
+const META_WRITTEN_AT_CREATION = [CREATED, MAX_AGE, USER, INDEX_UNTIL]
 
 /**
  * One request's session: what was loaded, what changed, and how to write it back. The user sees
@@ -49,7 +53,10 @@ export class SessionState {
   #loading: Promise<void> | undefined
   /** `ctx.session = { ... }` before loading: every stored key not in the new data must go. */
   #replaced = false
-  #metaChanged = false
+  /** Bookkeeping keys (`$m`, `$u`, ...) changed since the last write. */
+  readonly #metaChanged = new Set<string>()
+  /** `onStoreError: 'anonymous'` and the store failed: an empty session that refuses every write. */
+  #anonymous = false
   #touched = false
   #expiryMoved = false
   /** Ids this request destroyed with `ctx.session = null`, removed from the store at commit. */
@@ -112,7 +119,18 @@ export class SessionState {
       this.loaded = true
       return
     }
-    let record = await this.#call('get', id, () => this.config.store.get(this.#key(id)))
+    let record: Record<string, unknown> | undefined
+    try {
+      record = await this.#call('get', id, () => this.config.store.get(this.#key(id)))
+    } catch (error) {
+      if (this.config.onStoreError !== 'anonymous' || !(error instanceof SessionStoreError)) throw error
+      this.#anonymous = true
+      this.loaded = true
+      this.isNew = true
+      this.id = undefined
+      this.#stored = false
+      return
+    }
     if (record && pastAbsolute(Date.now(), this.config.absoluteMaxAge, record[CREATED])) {
       await this.#destroyStored(id)
       record = undefined
@@ -233,7 +251,7 @@ export class SessionState {
       throw new TypeError(`session.maxAge must be milliseconds, a duration such as '2h', or 'session'; got ${String(value)}`)
     }
     this.meta[MAX_AGE] = maxAge
-    this.#metaChanged = true
+    this.#metaChanged.add(MAX_AGE)
     this.#ensureId()
   }
 
@@ -329,7 +347,7 @@ export class SessionState {
     if (this.destroyed) return this.commit()
     if (this.#replaced && !this.loaded) await this.load()
     const patch = this.#pendingPatch()
-    if (patch || !this.#stored || this.#metaChanged) await this.#writePending(patch ?? {})
+    if (patch || !this.#stored || this.#metaChanged.size > 0) await this.#writePending(patch ?? {})
     this.#sendId()
   }
 
@@ -338,7 +356,7 @@ export class SessionState {
     this.changed.clear()
     this.removed.clear()
     this.#replaced = false
-    this.#metaChanged = false
+    this.#metaChanged.clear()
     this.data = Object.create(null)
     this.meta = Object.create(null)
     this.#loading = undefined
@@ -367,21 +385,67 @@ export class SessionState {
     this.#doom()
   }
 
-  async regenerate(options: { keep?: boolean } = {}): Promise<void> {
-    const keep = options.keep ?? true
+  async regenerate(options: { keep?: boolean; graceMs?: number } = {}): Promise<void> {
+    await this.#rotate(options.keep ?? true, options.graceMs, undefined)
+  }
+
+  /** Regenerates the id (fixation defence) and binds the session to `userId` in the user's index. */
+  async login(userId: string, options: { keep?: boolean; graceMs?: number } = {}): Promise<void> {
+    assertUserId(userId)
+    this.#assertConditionalStore('login()')
+    await this.#rotate(options.keep ?? true, options.graceMs, userId)
+  }
+
+  /** Destroys the session and removes it from its user's index. */
+  async logout(): Promise<void> {
+    if (!this.loaded) await this.load()
+    const user = this.meta[USER]
+    const id = this.#stored ? this.id : undefined
+    await this.destroy()
+    if (user !== undefined && id !== undefined) {
+      await this.#call('index', id, () => unbindSessions(this.config.store, indexKey(this.config.prefix, user), [id]))
+    }
+  }
+
+  /**
+   * A new id for this session. The old id is destroyed, or with `graceMs` kept readable (its data
+   * as it was before, never the new) for that long, so requests already in flight do not fail.
+   * With `userId`, the new id is entered in the user's index before the session is written.
+   */
+  async #rotate(keep: boolean, graceMs: number | undefined, userId: string | undefined): Promise<void> {
+    if (graceMs !== undefined && (!Number.isFinite(graceMs) || graceMs < 0)) {
+      throw new TypeError('regenerate({ graceMs }): graceMs must be a number of milliseconds >= 0')
+    }
     if (keep && !this.loaded) await this.load()
     this.incomingId()
+    this.#assertWritable()
     const oldId = this.#stored ? this.id : undefined
     const data = keep && !this.destroyed ? this.data : Object.create(null)
     const maxAge = keep ? this.meta[MAX_AGE] : undefined
+    const user = userId ?? (keep ? this.meta[USER] : undefined)
     this.#startNew()
     if (keep) {
       this.data = data
       for (const key in data) this.changed.add(key)
       if (maxAge !== undefined) this.setMaxAge(maxAge)
-      await this.#write(this.#pendingPatch() ?? {})
     }
-    if (oldId !== undefined) await this.#destroyStored(oldId)
+    if (user !== undefined) {
+      const id = this.#ensureId()
+      const until = Date.now() + 2 * idleTtl(this.maxAge)
+      const key = indexKey(this.config.prefix, user)
+      this.meta[USER] = user
+      this.meta[INDEX_UNTIL] = await this.#call('index', id, () => bindSession(this.config.store, key, id, until))
+    }
+    if (keep || user !== undefined) await this.#write(this.#pendingPatch() ?? {})
+    if (oldId === undefined) return
+    if (graceMs) await this.#retire(oldId, graceMs)
+    else await this.#destroyStored(oldId)
+  }
+
+  /** Leaves `id` readable, with the data it has now, for `graceMs`; then the store expires it. */
+  async #retire(id: string, graceMs: number): Promise<void> {
+    await this.#call('retire', id, () => this.config.store.apply(this.#key(id), { set: { [RETIRED]: Date.now() }, ttlMs: graceMs }))
+    if (id === this.#clientId) this.#clientIdDead = true
   }
 
   // ---- the end of the request ----
@@ -392,7 +456,7 @@ export class SessionState {
     for (const id of this.#doomed.splice(0)) await this.#destroyStored(id)
     const patch = this.#pendingPatch()
     if (!this.destroyed) {
-      if (patch || this.#metaChanged || (!this.#stored && this.config.saveUninitialized)) {
+      if (patch || this.#metaChanged.size > 0 || (!this.#stored && this.config.saveUninitialized)) {
         await this.#writePending(patch ?? {})
       } else if (this.#stored && !this.#expiryMoved && this.#refreshDue()) {
         await this.#refresh()
@@ -402,6 +466,7 @@ export class SessionState {
   }
 
   #refreshDue(): boolean {
+    if (this.meta[RETIRED] !== undefined || this.#anonymous) return false
     if (this.#touched) return true
     if (!this.loaded) return false
     if (this.config.rolling) return true
@@ -467,9 +532,22 @@ export class SessionState {
       this.meta[CREATED] = now
       set[CREATED] = now
     }
-    if (this.#metaChanged || (created && this.meta[MAX_AGE] !== undefined)) set[MAX_AGE] = this.meta[MAX_AGE]
+    for (const key of created ? META_WRITTEN_AT_CREATION : this.#metaChanged) {
+      const value = this.meta[key as keyof Meta]
+      if (value !== undefined) set[key] = value
+    }
     const ttlMs = this.#ttl(now)
     set[EXPIRES] = now + ttlMs
+    const user = this.meta[USER]
+    if (user !== undefined) {
+      set[LAST_WRITE] = now
+      // The user's index must outlive this session: extend it first, when this write would pass it.
+      if ((this.meta[INDEX_UNTIL] ?? 0) < now + ttlMs) {
+        const until = now + ttlMs + idleTtl(this.maxAge)
+        const key = indexKey(this.config.prefix, user)
+        set[INDEX_UNTIL] = this.meta[INDEX_UNTIL] = await this.#call('index', id, () => extendIndex(this.config.store, key, until))
+      }
+    }
     const write: Patch = patch.unset?.length ? { set, unset: patch.unset, ttlMs } : { set, ttlMs }
     const store = this.config.store
     if (expect && store.applyIf) {
@@ -481,7 +559,7 @@ export class SessionState {
     this.meta[EXPIRES] = now + ttlMs
     this.#stored = true
     this.#expiryMoved = true
-    this.#metaChanged = false
+    this.#metaChanged.clear()
     for (const key of Object.keys(patch.set ?? {})) {
       this.changed.delete(key)
       this.#reads?.wrote(key, patch.set?.[key])
@@ -534,6 +612,7 @@ export class SessionState {
 
   /** Runs a store operation; a failure becomes a `SessionStoreError` (503) and a `session:error` event. */
   async #call<T>(operation: string, id: string, run: () => Promise<T>): Promise<T> {
+    if (operation !== 'get') this.#assertWritable()
     try {
       return await run()
     } catch (cause) {
@@ -541,6 +620,22 @@ export class SessionState {
       const error = new SessionStoreError(operation, cause)
       emit(this.ctx, 'session:error', { ctx: this.ctx, id, error })
       throw error
+    }
+  }
+
+  /** An anonymous session (store down) and a retired id (after a graced regenerate) are read-only. */
+  #assertWritable(): void {
+    if (this.#anonymous) {
+      throw new SessionStoreError(
+        'write',
+        new Error('the store was unreachable when this request loaded its session (onStoreError: \'anonymous\'), so the session is read-only'),
+      )
+    }
+    if (this.meta[RETIRED] !== undefined) {
+      throw new SessionStateError(
+        'this session id was replaced moments ago (regenerate or login with graceMs) and is read-only until it expires; retry the request with the new id',
+        409,
+      )
     }
   }
 
@@ -586,7 +681,7 @@ export class SessionState {
     this.destroyed = false
     this.loaded = true
     this.#replaced = false
-    this.#metaChanged = false
+    this.#metaChanged.clear()
     this.data = Object.create(null)
     this.meta = Object.create(null)
     this.changed.clear()

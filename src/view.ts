@@ -46,8 +46,18 @@ export interface SessionMethods {
   touch(): void
   /** Deletes the session from the store and clears the id; `ctx.session` then reads `null`. */
   destroy(): Promise<void>
-  /** A new id for this session (do it at login); the old id is destroyed. `keep: false` starts empty. */
-  regenerate(options?: { keep?: boolean }): Promise<void>
+  /**
+   * A new id for this session (fixation defence); the old id is destroyed, or with `graceMs` stays
+   * readable (with its old data only) that long for requests in flight. `keep: false` starts empty.
+   */
+  regenerate(options?: { keep?: boolean; graceMs?: number }): Promise<void>
+  /**
+   * Regenerates the id and binds the session to `userId`, so `listByUser()` and `destroyByUser()`
+   * on the middleware find it. Options as for `regenerate()`.
+   */
+  login(userId: string, options?: { keep?: boolean; graceMs?: number }): Promise<void>
+  /** Destroys the session and removes it from its user's index. */
+  logout(): Promise<void>
   /** This session's idle lifetime in ms (or `'session'`); stored with the session until changed. */
   get maxAge(): number | 'session'
   /** Sets this session's idle lifetime: milliseconds, a duration such as `'2h'`, or `'session'`. */
@@ -97,8 +107,14 @@ const METHODS: Record<string, (this: unknown, ...args: never[]) => unknown> = {
   destroy() {
     return stateOf(this).destroy()
   },
-  regenerate(options?: { keep?: boolean }) {
+  regenerate(options?: { keep?: boolean; graceMs?: number }) {
     return stateOf(this).regenerate(options)
+  },
+  login(userId: string, options?: { keep?: boolean; graceMs?: number }) {
+    return stateOf(this).login(userId, options)
+  },
+  logout() {
+    return stateOf(this).logout()
   },
   toJSON() {
     return stateOf(this).toJSON()

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type Koa from 'koa'
 import type { Context } from 'koa'
-import { session, type SessionOptions } from '../../src/index.js'
+import { session, type SessionMiddleware, type SessionOptions } from '../../src/index.js'
 import type { Store } from '../../src/store.js'
 import { Client, koaApp, listen, type Running } from '../helpers/http.js'
 import { recording, type Recording } from '../helpers/recording-store.js'
@@ -23,6 +23,8 @@ export interface Harness {
   rec: Recording
   running: Running
   errors: Error[]
+  /** The middleware, for its per-user index operations. */
+  sessions: SessionMiddleware
 }
 
 const servers: Running[] = []
@@ -33,7 +35,8 @@ export async function startHarness(store: Store, options: SessionOptions, routes
   const app = koaApp(App)
   const errors: Error[] = []
   app.on('error', (error: Error) => errors.push(error))
-  app.use(session({ ...options, store: rec.store }))
+  const sessions = session({ ...options, store: rec.store })
+  app.use(sessions)
   app.use(async (ctx) => {
     const route = routes[ctx.path]
     if (!route) return
@@ -43,7 +46,7 @@ export async function startHarness(store: Store, options: SessionOptions, routes
   })
   const running = await listen(app)
   servers.push(running)
-  return { client: new Client(running.url), rec, running, errors }
+  return { client: new Client(running.url), rec, running, errors, sessions }
 }
 
 /** Stops every server `harness()` started. */
@@ -510,6 +513,79 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       await client.get('/start')
       assert.equal((await client.get('/upgrade')).status, 409)
       assert.deepEqual((await client.get('/all')).json, { plan: 'team' })
+    })
+
+    it('login() binds sessions to a user: listByUser shows them (never data), destroyByUser keeps exactly "except"', async () => {
+      const user = `user-${Math.random()}`
+      const { client, sessions, running } = await harness(store, {}, {
+        '/login': async (ctx) => {
+          ctx.session.secret = 'never listed'
+          await ctx.session.login(user)
+          return { id: ctx.sessionId }
+        },
+        '/me': (ctx) => ({ id: ctx.sessionId ?? null, secret: ctx.session.secret ?? null }),
+        '/logout': (ctx) => ctx.session.logout(),
+      })
+      const devices = [client, new Client(running.url), new Client(running.url)]
+      const ids: string[] = []
+      for (const device of devices) ids.push(((await device.get('/login')).json as { id: string }).id)
+      const listed = await sessions.listByUser(user)
+      assert.deepEqual(listed.map((s) => s.id).sort(), [...ids].sort())
+      for (const entry of listed) {
+        assert.deepEqual(Object.keys(entry).sort(), ['createdAt', 'expiresAt', 'id', 'lastSeenAt'])
+        assert.ok(entry.createdAt instanceof Date && entry.expiresAt instanceof Date && entry.lastSeenAt instanceof Date)
+      }
+      assert.deepEqual(await sessions.destroyByUser(user, { except: ids[0] as string }).then((gone) => gone.sort()), ids.slice(1).sort())
+      assert.deepEqual((await devices[0]!.get('/me')).json, { id: ids[0], secret: 'never listed' })
+      assert.deepEqual((await devices[1]!.get('/me')).json, { id: null, secret: null })
+      assert.deepEqual((await sessions.listByUser(user)).map((s) => s.id), [ids[0]])
+      await devices[0]!.get('/logout')
+      assert.deepEqual(await sessions.listByUser(user), [])
+    })
+
+    it('login() regenerates the id, and the index entry outlives the session it names', async () => {
+      const user = `user-${Math.random()}`
+      const { client, sessions } = await harness(store, { maxAge: 300 }, {
+        '/visit': (ctx) => void (ctx.session.seen = true),
+        '/login': async (ctx) => ctx.session.login(user),
+        '/me': (ctx) => ({ id: ctx.sessionId ?? null }),
+      })
+      const keep = keepCookies(await client.get('/visit'))
+      const before = client.jar.get('koa.sid')
+      keep(client)
+      const login = await client.get('/login')
+      const after = keepCookies(login)
+      after(client)
+      const id = client.jar.get('koa.sid') as string
+      assert.notEqual(id, before)
+      const indexKey = `koa:sess:user:${encodeURIComponent(user)}`
+      const index = await store.get(indexKey)
+      const session = await store.get(`koa:sess:${id}`)
+      assert.ok(index && session && (index.$e as number) > (session.$e as number))
+      await new Promise((resolve) => setTimeout(resolve, 400))
+      assert.deepEqual(await sessions.listByUser(user), [])
+    })
+
+    it('regenerate({ graceMs }) keeps the old id readable with its old data only, and read-only', async () => {
+      const { client, running } = await harness(store, {}, {
+        '/seed': (ctx) => void (ctx.session.step = 'before'),
+        '/login': async (ctx) => {
+          await ctx.session.regenerate({ graceMs: 400 })
+          ctx.session.step = 'after'
+        },
+        '/me': (ctx) => ({ step: ctx.session.step ?? null }),
+        '/write': (ctx) => void (ctx.session.step = 'in flight'),
+      })
+      await client.get('/seed')
+      const old = new Client(running.url)
+      for (const [name, value] of client.jar) old.jar.set(name, value)
+      await client.get('/login')
+      assert.deepEqual((await client.get('/me')).json, { step: 'after' })
+      assert.deepEqual((await old.get('/me')).json, { step: 'before' })
+      assert.equal((await old.get('/write')).status, 409)
+      assert.deepEqual((await client.get('/me')).json, { step: 'after' })
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      assert.deepEqual((await old.get('/me')).json, { step: null })
     })
 
     it('refuses a write past maxBytes with a clear error, and stores nothing', async () => {
