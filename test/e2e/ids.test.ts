@@ -135,6 +135,21 @@ describe('header transport', () => {
     assert.deepEqual(rec.calls, [])
   })
 
+  it('serves the lazy and blind-write paths exactly as the cookie does', async () => {
+    const { client, rec } = await harness(new MemoryStore(), { transport: headerTransport(), lazy: true }, {
+      '/login': (ctx: Context) => void (ctx.session.user = 'ann'),
+      '/blind': async (ctx: Context) => ({ n: await ctx.session.increment('n') }),
+      '/untouched': () => 'ok',
+      '/me': async (ctx: Context) => (await ctx.loadSession()).toJSON(),
+    })
+    const id = (await client.get('/login')).headers.get('x-session-id') ?? ''
+    rec.reset()
+    assert.equal((await client.get('/untouched', { 'x-session-id': id })).body, 'ok')
+    assert.deepEqual((await client.get('/blind', { 'x-session-id': id })).json, { n: 1 })
+    assert.deepEqual(rec.calls, ['increment'])
+    assert.deepEqual((await client.get('/me', { 'x-session-id': id })).json, { user: 'ann', n: 1 })
+  })
+
   it('refuses cookie options beside a transport, naming both', () => {
     assert.throws(() => session({ transport: headerTransport(), cookie: { secure: true } }), /option cookie applies only to the cookie transport/)
   })
