@@ -9,12 +9,26 @@ export interface Product {
   name: string
 }
 
+/**
+ * One of the logged-in user's sessions, as the page shows it. It carries only the start of the id
+ * (`idPrefix`): the server resolves a prefix back to a session of the same user, never the page.
+ */
+export interface Device {
+  prefix: string
+  thisDevice: boolean
+  createdAt: Date | undefined
+  lastSeenAt: Date | undefined
+  expiresAt: Date | undefined
+}
+
 export interface PageView {
   /** The session id; the page shows only its start (see `shortId`). */
   sessionId: string | undefined
   isNew: boolean
   expiresAt: Date | undefined
   user: string | undefined
+  /** The logged-in user's sessions (`listByUser`), oldest first; `undefined` when logged out. */
+  devices: Device[] | undefined
   views: number
   clicks: number
   /** Product names in the cart, in the order they were added. */
@@ -36,8 +50,43 @@ export function escapeHtml(value: unknown): string {
  * Enough of the id to tell sessions apart on screen. The whole id is a bearer secret: the cookie
  * is httpOnly so that scripts cannot read it, and printing it in the page would undo that.
  */
+export function idPrefix(id: string): string {
+  return id.slice(0, 8)
+}
+
 export function shortId(id: string | undefined): string {
-  return id === undefined ? '(none)' : `${id.slice(0, 8)}…`
+  return id === undefined ? '(none)' : `${idPrefix(id)}…`
+}
+
+const time = (date: Date | undefined): string => date?.toISOString() ?? '—'
+
+/** "Your sessions": a row per session of the logged-in user, and the forms that end them. */
+function renderDevices(devices: Device[]): string {
+  const e = escapeHtml
+  const rows = devices
+    .map((d) => {
+      const label = d.thisDevice ? `${e(d.prefix)}… <strong>(this device)</strong>` : `${e(d.prefix)}…`
+      // A prefix, not the id: it names the session to this user's own server-side lookup only.
+      const action = d.thisDevice
+        ? ''
+        : `<form method="post" action="/sessions/revoke"><input type="hidden" name="session" value="${e(d.prefix)}"><button>Revoke</button></form>`
+      return `<tr${d.thisDevice ? ' class="this-device"' : ''}><td>${label}</td><td>${e(time(d.createdAt))}</td><td>${e(time(d.lastSeenAt))}</td><td>${e(time(d.expiresAt))}</td><td>${action}</td></tr>`
+    })
+    .join('\n      ')
+  return `<section>
+  <h2>Your sessions (<span id="device-count">${e(devices.length)}</span>)</h2>
+  <table>
+    <thead><tr><th>Session</th><th>Created</th><th>Last seen</th><th>Expires</th><th></th></tr></thead>
+    <tbody id="devices">
+      ${rows}
+    </tbody>
+  </table>
+  <form method="post" action="/sessions/others"><button>Log out everywhere else</button></form>
+  <p class="hint">Listed with <code>await sessions.listByUser(user)</code>, where <code>sessions</code> is the
+  middleware that <code>session()</code> returned. "Log out everywhere else" is
+  <code>await sessions.destroyByUser(user, { except: ctx.sessionId })</code>.</p>
+</section>
+`
 }
 
 export function renderPage(view: PageView): string {
@@ -50,12 +99,13 @@ export function renderPage(view: PageView): string {
           <label>User name <input name="user" required maxlength="40" autocomplete="username"></label>
           <button>Log in</button>
         </form>
-        <p class="hint">Logging in calls <code>await ctx.session.regenerate()</code>: the session gets a new id
-        (watch it change above) and keeps its data, so a session id planted before login is worthless after it.</p>`
+        <p class="hint">Logging in calls <code>await ctx.session.login(name)</code>: the session gets a new id
+        (watch it change above) and keeps its data, so a session id planted before login is worthless after it;
+        and the new id is entered in the user's index, so the user's other devices can list and end it.</p>`
       : `<p>Signed in as <strong id="user">${e(view.user)}</strong></p>
         <form method="post" action="/logout"><button>Log out</button></form>
-        <p class="hint">Logging out assigns <code>ctx.session = null</code>: the session is deleted from the store and
-        the cookie is cleared.</p>`
+        <p class="hint">Logging out calls <code>await ctx.session.logout()</code>: the session is deleted from the
+        store and from the user's index, and the cookie is cleared.</p>`
 
   const items =
     view.cart.length === 0 ? '<li class="empty">empty</li>' : view.cart.map((name) => `<li>${e(name)}</li>`).join('')
@@ -83,6 +133,10 @@ export function renderPage(view: PageView): string {
   .hint, .sub { color: #666; font-size: 0.9em; }
   .flash { background: #fff4d6; border: 1px solid #e8c66a; border-radius: 6px; padding: 0.4rem 0.8rem; }
   .empty { color: #999; list-style: none; }
+  table { border-collapse: collapse; width: 100%; font-size: 0.85em; }
+  th, td { text-align: left; padding: 0.2rem 0.4rem; border-bottom: 1px solid #eee; }
+  td { font-family: ui-monospace, monospace; }
+  .this-device { background: #eef6ff; }
 </style>
 </head>
 <body>
@@ -104,6 +158,7 @@ ${flash}
   ${account}
 </section>
 
+${view.devices === undefined ? '' : renderDevices(view.devices)}
 <section>
   <h2>Cart (<span id="cart-count">${e(view.cart.length)}</span>)</h2>
   <ul id="cart">${items}</ul>

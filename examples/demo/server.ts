@@ -15,8 +15,8 @@ import type { AddressInfo } from 'node:net'
 import { pathToFileURL } from 'node:url'
 import Koa from 'koa'
 import type { Context } from 'koa'
-import { session, type Store } from '../../src/index.js'
-import { renderPage, type Product } from './page.js'
+import { session, type SessionMiddleware, type Store, type UserSession } from '../../src/index.js'
+import { idPrefix, renderPage, type Device, type Product } from './page.js'
 
 const HOST = '127.0.0.1'
 
@@ -57,13 +57,18 @@ export function sessionKeys(env: NodeJS.ProcessEnv = process.env): { keys: strin
 export function createDemoApp(store?: Store): Koa {
   const app = new Koa()
   app.keys = sessionKeys().keys
-  app.use(session(store ? { store } : {}))
+  // Kept, not just passed to app.use: the middleware also answers "which sessions does this user
+  // have?" (listByUser) and ends them (destroyByUser), outside any one request's session.
+  const sessions = session(store ? { store } : {})
+  app.use(sessions)
 
   const storeName = store?.constructor.name ?? 'MemoryStore'
   const routes: Record<string, (ctx: Context) => Promise<void>> = {
-    'GET /': (ctx) => showPage(ctx, storeName),
+    'GET /': (ctx) => showPage(ctx, storeName, sessions),
     'POST /login': logIn,
     'POST /logout': logOut,
+    'POST /sessions/revoke': (ctx) => revokeSession(ctx, sessions),
+    'POST /sessions/others': (ctx) => endOtherSessions(ctx, sessions),
     'POST /cart/add': addToCart,
     'POST /cart/clear': clearCart,
     'POST /click': click,
@@ -77,7 +82,7 @@ export function createDemoApp(store?: Store): Koa {
 
 // ---- the page ----
 
-async function showPage(ctx: Context, storeName: string): Promise<void> {
+async function showPage(ctx: Context, storeName: string, sessions: SessionMiddleware): Promise<void> {
   ctx.session.views = (ctx.session.views ?? 0) + 1
 
   const flash: unknown = ctx.session.flash
@@ -89,14 +94,17 @@ async function showPage(ctx: Context, storeName: string): Promise<void> {
 
   const cart: unknown = ctx.session.cart?.items
   const clicks: unknown = ctx.session.clicks
-  const user: unknown = ctx.session.user
+  const user = currentUser(ctx)
+  // Listed after the save above, so this device's row shows the write this visit just made.
+  const devices = user === undefined ? undefined : describeDevices(await sessions.listByUser(user), ctx.sessionId)
   ctx.set('Cache-Control', 'no-store')
   ctx.type = 'html'
   ctx.body = renderPage({
     sessionId: ctx.session.id,
     isNew: ctx.session.isNew,
     expiresAt: ctx.session.expiresAt,
-    user: typeof user === 'string' ? user : undefined,
+    user,
+    devices,
     views: ctx.session.views,
     clicks: typeof clicks === 'number' ? clicks : 0,
     cart: Array.isArray(cart) ? cart.map((id) => PRODUCTS.find((p) => p.id === id)?.name ?? String(id)) : [],
@@ -120,15 +128,90 @@ async function logIn(ctx: Context): Promise<void> {
     return backToPage(ctx)
   }
   // A new id at the moment of login: an id that someone planted in this browser before (session
-  // fixation) no longer leads anywhere. The data so far (views, cart) comes along.
-  await ctx.session.regenerate()
+  // fixation) no longer leads anywhere. The data so far (views, cart) comes along. login() also
+  // enters the new id in the user's index, which is what "Your sessions" lists.
+  await ctx.session.login(user)
+  // The index knows the user, but the session's data does not: this copy is what the page shows
+  // and what tells the routes below whose sessions to list.
   ctx.session.user = user
   backToPage(ctx)
 }
 
 async function logOut(ctx: Context): Promise<void> {
-  ctx.session = null
+  // Unlike `ctx.session = null`, this also takes the session out of the user's index.
+  await ctx.session.logout()
   backToPage(ctx)
+}
+
+// ---- "Your sessions": the per-user index ----
+//
+// Other sessions are named on the page by the start of their id only (see `idPrefix`): the whole
+// id is what their cookie holds, so printing it would let anyone who sees this page take them
+// over. The prefix is looked up again, server-side, among the sessions of the user who is
+// logged in here, so a form can never reach another user's session.
+
+async function revokeSession(ctx: Context, sessions: SessionMiddleware): Promise<void> {
+  const form = await readForm(ctx)
+  const user = currentUser(ctx)
+  if (user === undefined) {
+    ctx.session.flash = 'Log in to manage your sessions.'
+    return backToPage(ctx)
+  }
+  const prefix = form.get('session') ?? ''
+  const mine = await sessions.listByUser(user)
+  // This device is never a match here: leaving it is what "Log out" is for.
+  const matches = mine.filter((s) => s.id !== ctx.sessionId && idPrefix(s.id) === prefix)
+  const target = matches[0]
+  // Two sessions sharing a prefix are all but impossible; if it happens, refuse rather than guess.
+  if (target === undefined || matches.length > 1) {
+    ctx.session.flash = 'That session is not among your other sessions (it may have ended already).'
+    return backToPage(ctx)
+  }
+  // The library ends a user's sessions "all except", so every other listed session of this user
+  // is an exception and only the target ends. A session of this user that logs in between the
+  // listing and this call is not among the exceptions and ends too: that device logs in again.
+  // Either way destroyByUser touches this user's sessions only.
+  const keep = mine.map((s) => s.id).filter((id) => id !== target.id)
+  const ended = await sessions.destroyByUser(user, { except: keep })
+  ctx.session.flash = endedNotice(ended.length)
+  backToPage(ctx)
+}
+
+async function endOtherSessions(ctx: Context, sessions: SessionMiddleware): Promise<void> {
+  const user = currentUser(ctx)
+  const here = ctx.sessionId
+  if (user === undefined || here === undefined) {
+    ctx.session.flash = 'Log in to manage your sessions.'
+    return backToPage(ctx)
+  }
+  const ended = await sessions.destroyByUser(user, { except: here })
+  ctx.session.flash = endedNotice(ended.length)
+  backToPage(ctx)
+}
+
+function endedNotice(count: number): string {
+  if (count === 0) return 'No other sessions were active; nothing was ended.'
+  return `Ended ${count} other session${count === 1 ? '' : 's'}.`
+}
+
+/** The user this session is logged in as (set by `logIn`), if any. */
+function currentUser(ctx: Context): string | undefined {
+  const user: unknown = ctx.session.user
+  return typeof user === 'string' ? user : undefined
+}
+
+/** The page's rows: oldest first, with no full ids, only prefixes. */
+function describeDevices(list: UserSession[], here: string | undefined): Device[] {
+  const time = (date: Date | undefined) => date?.getTime() ?? 0
+  return [...list]
+    .sort((a, b) => time(a.createdAt) - time(b.createdAt))
+    .map((s) => ({
+      prefix: idPrefix(s.id),
+      thisDevice: s.id === here,
+      createdAt: s.createdAt,
+      lastSeenAt: s.lastSeenAt,
+      expiresAt: s.expiresAt,
+    }))
 }
 
 async function addToCart(ctx: Context): Promise<void> {

@@ -57,6 +57,61 @@ function sessionData(page: Reply): Record<string, unknown> {
 
 const cookieId = (client: Client): string | undefined => client.jar.get('koa.sid')
 
+/** The session id this client's cookie holds; fails the test when it holds none. */
+function idOf(client: Client): string {
+  const id = cookieId(client)
+  assert.ok(id, 'the client holds a session cookie')
+  return id
+}
+
+interface Row {
+  label: string
+  thisDevice: boolean
+  created: string
+  lastSeen: string
+  expires: string
+  /** The value the row's Revoke form posts, if it has one. */
+  revoke: string | undefined
+}
+
+/** The rows of "Your sessions", or `undefined` when the page has no such section. */
+function devices(page: Reply): Row[] | undefined {
+  const body = /<tbody id="devices">([\s\S]*?)<\/tbody>/.exec(page.body)?.[1]
+  if (body === undefined) return undefined
+  const rows = [...body.matchAll(/<tr( class="this-device")?>([\s\S]*?)<\/tr>/g)].map(([, current, inner = '']) => {
+    const cells = [...inner.matchAll(/<td>([\s\S]*?)<\/td>/g)].map((m) => m[1] ?? '')
+    assert.equal(cells.length, 5, `a row has five cells: ${inner}`)
+    const [label = '', created = '', lastSeen = '', expires = '', action = ''] = cells
+    const revoke = /action="\/sessions\/revoke"><input type="hidden" name="session" value="([^"]*)">/.exec(action)?.[1]
+    return { label, thisDevice: current !== undefined, created, lastSeen, expires, revoke }
+  })
+  assert.equal(shown(page, 'device-count'), String(rows.length))
+  return rows
+}
+
+/** Checks the page lists exactly these sessions (by id), marking `here` as this device. */
+function assertListed(page: Reply, here: string, others: string[]): void {
+  const rows = devices(page)
+  assert.ok(rows, 'the page shows "Your sessions"')
+  assert.equal(rows.length, 1 + others.length)
+  const mine = rows.filter((row) => row.thisDevice)
+  assert.equal(mine.length, 1, 'exactly one row is marked as this device')
+  assert.equal(mine[0]?.label, `${here.slice(0, 8)}… <strong>(this device)</strong>`)
+  assert.equal(mine[0]?.revoke, undefined, 'this device has no Revoke button (Log out is for that)')
+  const rest = rows.filter((row) => !row.thisDevice)
+  assert.deepEqual(rest.map((row) => row.label).sort(), others.map((id) => `${id.slice(0, 8)}…`).sort())
+  assert.deepEqual(rest.map((row) => row.revoke).sort(), others.map((id) => id.slice(0, 8)).sort())
+  for (const id of [here, ...others]) assert.ok(!page.body.includes(id), 'no whole session id is printed')
+  const thirtyDays = 30 * 24 * 60 * 60 * 1000
+  for (const row of rows) {
+    const [created, lastSeen, expires] = [row.created, row.lastSeen, row.expires].map((text) => new Date(text).getTime())
+    assert.ok(created !== undefined && lastSeen !== undefined && expires !== undefined)
+    assert.ok(Math.abs(created - Date.now()) < 60_000, `created ${row.created} is not just now`)
+    assert.ok(lastSeen >= created, `last seen ${row.lastSeen} is before created ${row.created}`)
+    assert.ok(Math.abs(expires - (lastSeen + thirtyDays)) < 60_000, `expiry ${row.expires} is not 30 days after the last write`)
+  }
+}
+
 describe('demo app', () => {
   let server: Running
   before(async () => {
@@ -187,6 +242,100 @@ describe('demo app', () => {
     assert.equal(shown(page, 'cart-count'), '0')
     assert.deepEqual(sessionData(page), { views: 1 })
     assert.notEqual(cookieId(client), loggedIn)
+  })
+
+  it("lists the user's sessions on each device, revokes one, and logs out everywhere else", async () => {
+    // Two devices log in as the same user.
+    const laptop = new Client(server.url)
+    const phone = new Client(server.url)
+    await submit(laptop, '/login', { user: 'carol' })
+    await submit(phone, '/login', { user: 'carol' })
+    const laptopId = idOf(laptop)
+    const phoneId = idOf(phone)
+    assertListed(await laptop.get('/'), laptopId, [phoneId])
+    assertListed(await phone.get('/'), phoneId, [laptopId])
+
+    // The laptop revokes the phone, by the prefix its Revoke button posts.
+    const revoke = devices(await laptop.get('/'))?.find((row) => !row.thisDevice)?.revoke
+    assert.equal(revoke, phoneId.slice(0, 8))
+    const { page: revoked } = await submit(laptop, '/sessions/revoke', { session: revoke })
+    assert.equal(shown(revoked, 'flash'), 'Ended 1 other session.')
+    assert.equal(shown(revoked, 'user'), 'carol')
+    assert.equal(idOf(laptop), laptopId, 'the laptop keeps its session')
+    assertListed(revoked, laptopId, [])
+    assert.doesNotMatch((await laptop.get('/')).body, /id="flash"/, 'the notice shows once')
+
+    // The phone's next page is a fresh, logged-out session.
+    const phonePage = await phone.get('/')
+    assert.equal(shown(phonePage, 'is-new'), 'yes')
+    assert.doesNotMatch(phonePage.body, /id="user"/)
+    assert.equal(devices(phonePage), undefined, 'a logged-out page has no "Your sessions"')
+    assert.notEqual(idOf(phone), phoneId)
+
+    // A third device logs in; "Log out everywhere else" on the laptop ends it.
+    const tablet = new Client(server.url)
+    await submit(tablet, '/login', { user: 'carol' })
+    const tabletId = idOf(tablet)
+    assertListed(await laptop.get('/'), laptopId, [tabletId])
+    const { page: others } = await submit(laptop, '/sessions/others')
+    assert.equal(shown(others, 'flash'), 'Ended 1 other session.')
+    assert.equal(shown(others, 'user'), 'carol')
+    assert.equal(idOf(laptop), laptopId)
+    assertListed(others, laptopId, [])
+
+    const tabletPage = await tablet.get('/')
+    assert.equal(shown(tabletPage, 'is-new'), 'yes')
+    assert.doesNotMatch(tabletPage.body, /id="user"/)
+    assert.notEqual(idOf(tablet), tabletId)
+
+    // Nothing left to end: said so, and the laptop is still logged in.
+    const { page: none } = await submit(laptop, '/sessions/others')
+    assert.equal(shown(none, 'flash'), 'No other sessions were active; nothing was ended.')
+    assert.equal(shown(none, 'user'), 'carol')
+  })
+
+  it("revokes only the user's own other sessions, and logging out takes a session off the list", async () => {
+    const dave = new Client(server.url)
+    const erin = new Client(server.url)
+    const erinPhone = new Client(server.url)
+    await submit(dave, '/login', { user: 'dave' })
+    await submit(erin, '/login', { user: 'erin' })
+    await submit(erinPhone, '/login', { user: 'erin' })
+    const daveId = idOf(dave)
+    const erinId = idOf(erin)
+
+    // Another user's session, this device, and a made-up prefix are not Erin's to revoke.
+    for (const session of [daveId.slice(0, 8), erinId.slice(0, 8), daveId, 'nothing', '']) {
+      const { page } = await submit(erin, '/sessions/revoke', { session })
+      assert.match(shown(page, 'flash'), /not among your other sessions/, `revoking "${session}"`)
+      assert.equal(shown(page, 'user'), 'erin')
+    }
+    const davePage = await dave.get('/')
+    assert.equal(shown(davePage, 'user'), 'dave', "Dave's session survives")
+    assertListed(davePage, daveId, [])
+    assertListed(await erin.get('/'), erinId, [idOf(erinPhone)])
+
+    // With three devices, revoking one ends that one only.
+    const erinTablet = new Client(server.url)
+    await submit(erinTablet, '/login', { user: 'erin' })
+    const { page: revoked } = await submit(erin, '/sessions/revoke', { session: idOf(erinTablet).slice(0, 8) })
+    assert.equal(shown(revoked, 'flash'), 'Ended 1 other session.')
+    assertListed(revoked, erinId, [idOf(erinPhone)])
+    assert.equal(shown(await erinPhone.get('/'), 'user'), 'erin', "Erin's phone stays logged in")
+    assert.doesNotMatch((await erinTablet.get('/')).body, /id="user"/, "Erin's tablet is logged out")
+
+    // Logging out removes the session from the user's index, so the other device no longer lists it.
+    const post = await erinPhone.request('/logout', { method: 'POST', headers: FORM, body: '' })
+    assert.equal(post.status, 303)
+    assertListed(await erin.get('/'), erinId, [])
+
+    // Logged out, there are no sessions to manage.
+    const stranger = new Client(server.url)
+    for (const path of ['/sessions/revoke', '/sessions/others']) {
+      const { page } = await submit(stranger, path, { session: daveId.slice(0, 8) })
+      assert.equal(shown(page, 'flash'), 'Log in to manage your sessions.')
+    }
+    assert.equal(shown(await dave.get('/'), 'user'), 'dave')
   })
 
   it('answers 415 to a post that is not a form, and 404 to unknown paths', async () => {
