@@ -1,0 +1,116 @@
+/**
+ * One contender's app, alone in its process: `node --import tsx bench/app.ts <id> <port> [redisUrl]`.
+ * Prints `ready` once listening; exits on SIGTERM (through process.exit, so `--cpu-prof` writes
+ * its profile).
+ *
+ * Routes, the same for every contender:
+ *   /untouched      never uses the session
+ *   /read           answers the counter
+ *   /write          increments the counter with a plain `++`
+ *   /login?i=N      stores seeded session N (bench/contenders.ts) and sends its cookie
+ *   /race?k=K&v=V   sets one key, after awaiting 1 ms as a handler awaiting a database would
+ *   /peek           answers the session as JSON
+ */
+import { randomBytes } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Koa, { type Context, type Middleware } from 'koa'
+import { session, MemoryStore } from '../src/index.js'
+import { RedisStore } from '../src/stores/redis/index.js'
+import { sessionData } from './contenders.js'
+
+type Data = Record<string, unknown> & { counter: number }
+
+/** How a contender sets itself up, and how its handlers reach the session. */
+interface Setup {
+  middleware?: Middleware
+  load(ctx: Context): Data | Promise<Data>
+}
+
+const [id = '', portArg = '', redisUrl = 'redis://127.0.0.1:6379'] = process.argv.slice(2)
+const app = new Koa()
+app.keys = ['k1', 'k2']
+
+const eager = (ctx: Context): Data => (ctx as unknown as { session: Data }).session
+
+// Each contender loads only its own packages, so a profile of one shows nothing of the others.
+async function setup(): Promise<Setup> {
+  switch (id) {
+    case 'bare':
+      return { load: () => ({ counter: 0 }) }
+    case 'memory':
+      return { middleware: session({ store: new MemoryStore() }), load: eager }
+    case 'redis':
+      return { middleware: session({ store: new RedisStore({ url: redisUrl }) }), load: eager }
+    case 'redis-lazy':
+      return {
+        middleware: session({ store: new RedisStore({ url: redisUrl }), lazy: true }),
+        load: async (ctx) => (await ctx.loadSession()) as unknown as Data,
+      }
+    case 'node-redis': {
+      const { createClient } = await import('redis')
+      const client = createClient({ url: redisUrl })
+      await client.connect()
+      return { middleware: session({ store: new RedisStore({ client }) }), load: eager }
+    }
+    // The peers as their READMEs show them: defaults, signed cookies, store from a URL.
+    case 'koa-session-cookie': {
+      const { default: koaSession } = await import('koa-session')
+      return { middleware: koaSession({}, app), load: eager }
+    }
+    case 'koa-session-redis': {
+      const [{ default: koaSession }, { default: koaRedis }] = await Promise.all([import('koa-session'), import('koa-redis')])
+      return { middleware: koaSession({ store: koaRedis({ url: redisUrl }) }, app), load: eager }
+    }
+    case 'generic-session-redis': {
+      const [{ default: genericSession }, { default: koaRedis }] = await Promise.all([import('koa-generic-session'), import('koa-redis')])
+      return { middleware: genericSession({ store: koaRedis({ url: redisUrl }) }), load: eager }
+    }
+  }
+  throw new Error(`unknown contender "${id}"`)
+}
+
+const { middleware, load } = await setup()
+if (middleware) app.use(middleware)
+
+app.use(async (ctx) => {
+  switch (ctx.path) {
+    case '/untouched':
+      ctx.body = 'ok'
+      return
+    case '/read':
+      ctx.body = String((await load(ctx)).counter)
+      return
+    case '/write': {
+      const s = await load(ctx)
+      s.counter++
+      ctx.body = String(s.counter)
+      return
+    }
+    case '/login': {
+      const i = Number(ctx.query.i)
+      // Bare Koa keeps no session, but its requests carry a cookie shaped like ours all the same.
+      if (id === 'bare') ctx.cookies.set('koa.sid', randomBytes(16).toString('base64url'), { signed: true })
+      else Object.assign(await load(ctx), sessionData(i))
+      ctx.body = 'ok'
+      return
+    }
+    case '/race': {
+      const s = await load(ctx)
+      await sleep(1)
+      s[String(ctx.query.k)] = String(ctx.query.v)
+      ctx.body = 'ok'
+      return
+    }
+    case '/peek': {
+      const { counter, a, b } = await load(ctx)
+      ctx.body = { counter, a, b }
+      return
+    }
+  }
+  ctx.status = 404
+})
+
+const server = app.listen(Number(portArg), '127.0.0.1', () => console.log('ready'))
+server.keepAliveTimeout = 60_000
+process.on('SIGTERM', () => process.exit(0))
+process.on('SIGINT', () => process.exit(0))

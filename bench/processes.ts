@@ -1,0 +1,141 @@
+/**
+ * Every process the benchmark starts: pinned to a CPU with taskset, tracked, and killed when the
+ * benchmark ends in any way (done, an error, Ctrl-C). Also the redis-server and its counters.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+
+const live = new Set<ChildProcess>()
+
+process.on('exit', () => {
+  for (const child of live) if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL')
+})
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    console.error(`\n${signal}: stopping everything the benchmark started`)
+    process.exit(130)
+  })
+}
+
+export interface Started {
+  child: ChildProcess
+  /** Everything it printed so far (stdout and stderr), for error messages. */
+  output(): string
+  stop(): Promise<void>
+}
+
+/** Starts `command` pinned to `cpu` (`taskset -c cpu`, which execs it: the PID is the command's). */
+export function startPinned(cpu: number, command: string, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Started {
+  const child = spawn('taskset', ['-c', String(cpu), command, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...options })
+  live.add(child)
+  let output = ''
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()))
+  child.once('exit', () => live.delete(child))
+  return {
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return
+      const exited = once(child, 'exit')
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+      await exited
+      clearTimeout(timer)
+    },
+  }
+}
+
+/** Waits until `started` has printed `text`; throws with its output if it exits or takes too long. */
+export async function waitFor(started: Started, text: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!started.output().includes(text)) {
+    if (started.child.exitCode !== null || started.child.signalCode !== null || Date.now() > deadline) {
+      throw new Error(`${started.child.spawnargs.join(' ')} did not print "${text}":\n${started.output().slice(-3000)}`)
+    }
+    await sleep(20)
+  }
+}
+
+/** Runs `command` pinned to `cpu` to completion and returns its output. */
+export async function runPinned(cpu: number, command: string, args: string[], timeoutMs: number): Promise<string> {
+  const started = startPinned(cpu, command, args)
+  const timer = setTimeout(() => started.child.kill('SIGKILL'), timeoutMs)
+  const [code] = (await once(started.child, 'exit')) as [number | null]
+  clearTimeout(timer)
+  if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited with ${code}:\n${started.output().slice(-3000)}`)
+  return started.output()
+}
+
+/** A free loopback port, as the kernel hands one out. */
+export async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  server.close()
+  if (address === null || typeof address === 'string') throw new Error('no free port')
+  return address.port
+}
+
+export interface RedisCounters {
+  /** Commands run, INFO itself excluded. */
+  commands: number
+  /** Bytes Redis received from its clients (`total_net_input_bytes`). */
+  inputBytes: number
+}
+
+export interface BenchRedis {
+  url: string
+  version: string
+  /** The benchmark's own connection: FLUSHALL, DBSIZE, EXISTS. */
+  admin: Redis
+  counters(): Promise<RedisCounters>
+  close(): Promise<void>
+}
+
+/** A redis-server on a free loopback port, pinned to `cpu`, without persistence. */
+export async function startRedis(cpu: number): Promise<BenchRedis> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-redis-'))
+  const port = await freePort()
+  const server = startPinned(cpu, 'redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'])
+  await waitFor(server, 'Ready to accept connections', 15_000)
+  const url = `redis://127.0.0.1:${port}`
+  const admin = new Redis(url)
+  const info = async (section: string): Promise<Map<string, string>> => parseInfo(await admin.info(section))
+  const version = (await info('server')).get('redis_version') ?? '?'
+  return {
+    url,
+    version,
+    admin,
+    async counters() {
+      const stats = await info('commandstats')
+      const bytes = await info('stats')
+      let commands = 0
+      for (const [name, value] of stats) {
+        if (name === 'cmdstat_info') continue
+        commands += Number(/calls=(\d+)/.exec(value)?.[1] ?? 0)
+      }
+      return { commands, inputBytes: Number(bytes.get('total_net_input_bytes') ?? 0) }
+    },
+    async close() {
+      admin.disconnect()
+      await server.stop()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+function parseInfo(text: string): Map<string, string> {
+  const fields = new Map<string, string>()
+  for (const line of text.split(/\r?\n/)) {
+    const index = line.indexOf(':')
+    if (index > 0 && !line.startsWith('#')) fields.set(line.slice(0, index), line.slice(index + 1))
+  }
+  return fields
+}

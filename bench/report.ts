@@ -1,0 +1,107 @@
+/**
+ * The results as markdown: the throughput table, the lost updates, and the targets of issue 5,
+ * each marked met or missed with the numbers that decide it.
+ */
+import { BARE, CONTENDERS, ROUTES, type Contender, type Route } from './contenders.js'
+
+export interface Measured {
+  requestsPerSecond: number
+  p99Ms: number
+  /** Commands and bytes sent to Redis per completed request (0 for contenders off Redis). */
+  commandsPerRequest: number
+  bytesPerRequest: number
+  /** Socket errors and non-2xx answers during the timed run. */
+  errors: number
+}
+
+export interface Results {
+  /** By contender id, then route. */
+  runs: Map<string, Map<Route, Measured>>
+  /** Lost updates by contender id. */
+  races: Map<string, { lost: number; updates: number }>
+}
+
+const fixed = (n: number, digits: number): string => (Number.isFinite(n) ? n.toFixed(digits) : '—')
+
+export function tables(results: Results): string {
+  const lines = [
+    '| contender | route | req/s | p99 ms | × bare Koa | Redis cmds/req | Redis bytes/req |',
+    '|---|---|---:|---:|---:|---:|---:|',
+  ]
+  for (const contender of CONTENDERS) {
+    const routes = results.runs.get(contender.id)
+    if (!routes) continue
+    for (const route of ROUTES) {
+      const m = routes.get(route)
+      if (!m) continue
+      const errors = m.errors > 0 ? ` (${m.errors} errors)` : ''
+      lines.push(
+        `| ${contender.name} | \`${route}\` | ${Math.round(m.requestsPerSecond)}${errors} | ${fixed(m.p99Ms, 2)} | ` +
+          `${fixed(ratio(results, contender, route), 2)} | ${fixed(m.commandsPerRequest, 2)} | ${Math.round(m.bytesPerRequest)} |`,
+      )
+    }
+  }
+  lines.push('', '| contender | lost updates (200 rounds × 2 parallel changes of different keys) |', '|---|---:|')
+  for (const contender of CONTENDERS) {
+    const race = results.races.get(contender.id)
+    if (race) lines.push(`| ${contender.name} | ${fixed((100 * race.lost) / race.updates, 1)} % (${race.lost} of ${race.updates}) |`)
+  }
+  return lines.join('\n')
+}
+
+function ratio(results: Results, contender: Contender, route: Route): number {
+  const bare = results.runs.get(BARE.id)?.get(route)?.requestsPerSecond
+  const mine = results.runs.get(contender.id)?.get(route)?.requestsPerSecond
+  return bare === undefined || mine === undefined ? NaN : mine / bare
+}
+
+/** The targets, one line each: `[x]` met, `[ ]` missed (or not measured in this run). */
+export function targets(results: Results): string[] {
+  const get = (id: string, route: Route): Measured | undefined => results.runs.get(id)?.get(route)
+  const byId = (id: string): Contender => CONTENDERS.find((c) => c.id === id) as Contender
+  const ours = CONTENDERS.filter((c) => c.ours)
+  const oursOnRedis = ours.filter((c) => c.redis)
+  const peersOnRedis = CONTENDERS.filter((c) => c.redis && !c.ours)
+  const bestPeer = (route: Route): { contender: Contender; m: Measured } | undefined => {
+    let best: { contender: Contender; m: Measured } | undefined
+    for (const contender of peersOnRedis) {
+      const m = get(contender.id, route)
+      if (m && (!best || m.requestsPerSecond > best.m.requestsPerSecond)) best = { contender, m }
+    }
+    return best
+  }
+  const line = (met: boolean, text: string): string => `- [${met ? 'x' : ' '}] ${text}`
+  const out: string[] = []
+
+  const lazy = get('redis-lazy', '/untouched')
+  if (lazy) {
+    const r = ratio(results, byId('redis-lazy'), '/untouched')
+    out.push(line(r >= 0.95 && lazy.commandsPerRequest === 0, `\`/untouched\`, lazy: ${fixed(r, 2)}× bare (≥ 0.95), ${fixed(lazy.commandsPerRequest, 2)} Redis commands (0)`))
+  }
+  for (const route of ['/read', '/write'] as const) {
+    const peer = bestPeer(route)
+    if (!peer) continue
+    for (const contender of oursOnRedis) {
+      const m = get(contender.id, route)
+      if (!m) continue
+      const speedup = m.requestsPerSecond / peer.m.requestsPerSecond
+      const speed = `${fixed(speedup, 2)}× ${peer.contender.name} (≥ 1.5)`
+      if (route === '/read') {
+        const oneCommand = Math.abs(m.commandsPerRequest - 1) < 0.02
+        out.push(line(speedup >= 1.5 && oneCommand, `\`/read\`, ${contender.name}: ${speed}, ${fixed(m.commandsPerRequest, 2)} Redis commands (exactly 1)`))
+      } else {
+        const share = m.bytesPerRequest / peer.m.bytesPerRequest
+        out.push(line(speedup >= 1.5 && share <= 0.25, `\`/write\`, ${contender.name}: ${speed}, ${Math.round(m.bytesPerRequest)} bytes to Redis = ${fixed(100 * share, 1)} % of its ${Math.round(peer.m.bytesPerRequest)} (≤ 25 %)`))
+      }
+    }
+  }
+  for (const route of ['/read', '/write'] as const) {
+    const r = ratio(results, byId('memory'), route)
+    if (Number.isFinite(r)) out.push(line(r >= 0.85, `\`${route}\`, ours on MemoryStore: ${fixed(r, 2)}× bare (≥ 0.85)`))
+  }
+  for (const contender of ours) {
+    const race = results.races.get(contender.id)
+    if (race) out.push(line(race.lost === 0, `lost updates, ${contender.name}: ${race.lost} of ${race.updates} (0)`))
+  }
+  return out
+}
