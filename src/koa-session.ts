@@ -1,9 +1,11 @@
 /**
  * Everything that exists only for users coming from koa-session, in one place: its call forms,
- * and the options it had that now live elsewhere or no longer apply.
+ * the options it had that now live elsewhere or no longer apply, and the sessions it kept in
+ * its cookie.
  */
 import type Koa from 'koa'
 import { SessionOptionError } from './errors.js'
+import { decodeValue, META_PREFIX } from './values.js'
 
 const COOKIE_FLAT_OPTIONS = ['httpOnly', 'signed', 'secure', 'sameSite', 'overwrite', 'domain', 'path', 'partitioned', 'priority']
 
@@ -37,3 +39,51 @@ export function splitCallForm(first: unknown, second: unknown): { options: unkno
   }
   return { options: first, app: undefined }
 }
+
+/** A session that koa-session 7 kept in its cookie (its default, without a store). */
+export interface KoaSessionCookie {
+  /** The user's data: koa-session's `_` bookkeeping and prototype keys left out. */
+  data: Record<string, unknown>
+  /** koa-session's `_maxAge`, `'session'` for its `_session` flag, `undefined` when it recorded neither. */
+  maxAge: number | 'session' | undefined
+  /** koa-session's `_expire` (epoch ms); `undefined` for a browser-session cookie, which has none. */
+  expires: number | undefined
+}
+
+/**
+ * Decodes the value of a koa-session 7 cookie the way koa-session does (its `lib/util.js`: the
+ * session's JSON in base64). The signature is not checked here: verify the cookie before.
+ *
+ * Returns `undefined` for a value that is not base64 JSON of an object, and for a session whose
+ * `_expire` is not after `now`. koa-session itself still accepts one whose `_expire` equals `now`,
+ * but it would have no lifetime left to store.
+ *
+ * koa-session never saves a key starting with `_` (its `toJSON()` skips them), so every such key
+ * in the cookie is its bookkeeping and none is data. Keys starting with `$` are dropped too:
+ * here they are the session's own bookkeeping, and stored as data they would be taken for it.
+ */
+export function decodeKoaSessionCookie(value: string, now: number): KoaSessionCookie | undefined {
+  let decoded: unknown
+  try {
+    const json = Buffer.from(value, 'base64').toString('utf8')
+    // decodeValue strips prototype keys it finds spelled out in the text; a \u escape can spell
+    // one otherwise, so such text is first normalised by a parse and a stringify.
+    decoded = decodeValue(json.includes('\\u') ? JSON.stringify(JSON.parse(json)) : json)
+  } catch {
+    return undefined
+  }
+  if (typeof decoded !== 'object' || decoded === null || Array.isArray(decoded)) return undefined
+  const fields = decoded as Record<string, unknown>
+
+  const expire = typeof fields._expire === 'number' ? fields._expire : undefined
+  if (expire !== undefined && expire <= now) return undefined
+  const maxAge = fields._session === true ? 'session' : isLifetime(fields._maxAge) ? fields._maxAge : undefined
+
+  const data: Record<string, unknown> = Object.create(null)
+  for (const [key, item] of Object.entries(fields)) {
+    if (!key.startsWith('_') && !key.startsWith(META_PREFIX)) data[key] = item
+  }
+  return { data, maxAge, expires: expire }
+}
+
+const isLifetime = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value) && value > 0
