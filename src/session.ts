@@ -55,6 +55,8 @@ export class SessionState {
   #replaced = false
   /** Bookkeeping keys (`$m`, `$u`, ...) changed since the last write. */
   readonly #metaChanged = new Set<string>()
+  /** `s.maxAge` was assigned in this request. */
+  #maxAgeSet = false
   /** `onStoreError: 'anonymous'` and the store failed: an empty session that refuses every write. */
   #anonymous = false
   #touched = false
@@ -252,6 +254,7 @@ export class SessionState {
     }
     this.meta[MAX_AGE] = maxAge
     this.#metaChanged.add(MAX_AGE)
+    this.#maxAgeSet = true
     this.#ensureId()
   }
 
@@ -423,7 +426,10 @@ export class SessionState {
     const data = keep && !this.destroyed ? this.data : Object.create(null)
     const maxAge = keep ? this.meta[MAX_AGE] : undefined
     const user = userId ?? (keep ? this.meta[USER] : undefined)
+    const wasNew = this.isNew
     this.#startNew()
+    // The session moved to a new id; it did not begin (as in koa-session), unless it starts empty.
+    if (keep) this.isNew = wasNew
     if (keep) {
       this.data = data
       for (const key in data) this.changed.add(key)
@@ -499,8 +505,10 @@ export class SessionState {
       return
     }
     const persistent = this.maxAge !== 'session'
+    // A changed maxAge changes the cookie itself (persistent or not), even when the id stays.
+    const reshaped = this.#expiryMoved && this.#maxAgeSet
     const stale = (this.ctx as unknown as Record<symbol, unknown>)[STALE_SIGNATURE] === true
-    if (target === this.#clientId && !(this.#expiryMoved && persistent) && !stale) return
+    if (target === this.#clientId && !(this.#expiryMoved && persistent) && !reshaped && !stale) return
     transport.set(this.ctx, target, { maxAge: persistent ? this.#remainingMs() : undefined })
     this.#clientId = target
     this.#clientIdDead = false

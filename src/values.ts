@@ -90,7 +90,8 @@ export function encodeValue(value: unknown): string {
  */
 export function decodeValue(text: string): unknown {
   const value: unknown = JSON.parse(text)
-  if (text.includes('"__proto__"') || text.includes('"constructor"') || text.includes('"prototype"')) {
+  // A key may also be spelled with escapes ("\u005f_proto__"), so any escape sends the text down the walk too.
+  if (text.includes('"__proto__"') || text.includes('"constructor"') || text.includes('"prototype"') || text.includes('\\u')) {
     stripPrototypeKeys(value)
   }
   return value

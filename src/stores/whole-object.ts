@@ -43,10 +43,11 @@ export function fromWholeObjectStore(store: WholeObjectStore): Store {
     const maxAge = record[KOA_SESSION_MAX_AGE]
     if (typeof expire === 'number') {
       if (expire <= Date.now()) return undefined
-      record.$e ??= expire
+      record.$e = expire
     }
-    if (record[KOA_SESSION_BROWSER] === true) record.$m ??= 'session'
-    else if (typeof maxAge === 'number') record.$m ??= maxAge
+    // Our writes remove koa-session's fields, so when present koa-session wrote last: they win.
+    if (record[KOA_SESSION_BROWSER] === true) record.$m = 'session'
+    else if (typeof maxAge === 'number') record.$m = maxAge
     delete record[KOA_SESSION_EXPIRE]
     delete record[KOA_SESSION_MAX_AGE]
     delete record[KOA_SESSION_BROWSER]
