@@ -63,6 +63,12 @@ describe('decodeValue / decodeRecord', () => {
     assert.equal(({} as Record<string, unknown>).x, undefined)
   })
 
+  it('drops prototype keys spelled with escapes too', () => {
+    const value = decodeValue('{"\\u005f_proto__":{"polluted":true},"ok":1}') as Record<string, unknown>
+    assert.deepEqual(Object.keys(value), ['ok'])
+    assert.equal(Object.assign({}, value).polluted, undefined)
+  })
+
   it('builds a prototype-free record without prototype keys', () => {
     const record = decodeRecord([['a', '1'], ['__proto__', '{"polluted":true}']])
     assert.equal(Object.getPrototypeOf(record), null)
