@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -138,4 +138,52 @@ function parseInfo(text: string): Map<string, string> {
     if (index > 0 && !line.startsWith('#')) fields.set(line.slice(0, index), line.slice(index + 1))
   }
   return fields
+}
+
+/** CPU time (clock ticks) of every process on the machine that the benchmark did not start. */
+export type CpuSnapshot = Map<number, number>
+
+const CLOCK_TICKS_PER_SECOND = 100 // USER_HZ, 100 on every Linux architecture Node runs on
+
+/**
+ * The machine is shared: other processes' CPU time during a timed run tells whether its figures
+ * are trustworthy. Ours are this process and its children (apps, wrk, redis-server).
+ */
+export async function foreignCpu(): Promise<CpuSnapshot> {
+  const snapshot: CpuSnapshot = new Map()
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
+    // Fields after the command name (which may hold spaces) start at ") ".
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const pid = Number(name)
+    const ppid = Number(fields[1])
+    if (pid === process.pid || ppid === process.pid) continue
+    snapshot.set(pid, Number(fields[11]) + Number(fields[12]))
+  }
+  return snapshot
+}
+
+/** Cores' worth of CPU that other processes used between two snapshots `seconds` apart. */
+export function foreignCores(before: CpuSnapshot, after: CpuSnapshot, seconds: number): number {
+  let ticks = 0
+  for (const [pid, now] of after) ticks += now - (before.get(pid) ?? 0)
+  return ticks / CLOCK_TICKS_PER_SECOND / seconds
+}
+
+/** CPU seconds (user + system) that process `pid` has used so far. */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_SECOND
+}
+
+/** Waits, up to `maxSeconds`, for a second in which other processes use at most `share` of a core. */
+export async function quietMoment(share: number, maxSeconds: number): Promise<void> {
+  const deadline = Date.now() + maxSeconds * 1000
+  while (Date.now() < deadline) {
+    const before = await foreignCpu()
+    await sleep(1000)
+    if (foreignCores(before, await foreignCpu(), 1) <= share) return
+  }
 }

@@ -7,12 +7,19 @@ import { BARE, CONTENDERS, ROUTES, type Contender, type Route } from './contende
 export interface Measured {
   requestsPerSecond: number
   p99Ms: number
+  /** The app process's CPU time (user + system) per request: its cost, whatever else the machine did. */
+  appCpuUs: number
   /** Commands and bytes sent to Redis per completed request (0 for contenders off Redis). */
   commandsPerRequest: number
   bytesPerRequest: number
   /** Socket errors and non-2xx answers during the timed run. */
   errors: number
+  /** Cores' worth of CPU used by processes the benchmark did not start, during the timed run. */
+  foreignCores: number
 }
+
+/** Past this share of a core taken by other processes, a run's figures are marked as disturbed. */
+export const DISTURBED = 0.1
 
 export interface Results {
   /** By contender id, then route. */
@@ -25,8 +32,8 @@ const fixed = (n: number, digits: number): string => (Number.isFinite(n) ? n.toF
 
 export function tables(results: Results): string {
   const lines = [
-    '| contender | route | req/s | p99 ms | × bare Koa | Redis cmds/req | Redis bytes/req |',
-    '|---|---|---:|---:|---:|---:|---:|',
+    '| contender | route | req/s | p99 ms | × bare Koa | app CPU µs/req | Redis cmds/req | Redis bytes/req |',
+    '|---|---|---:|---:|---:|---:|---:|---:|',
   ]
   for (const contender of CONTENDERS) {
     const routes = results.runs.get(contender.id)
@@ -35,13 +42,18 @@ export function tables(results: Results): string {
       const m = routes.get(route)
       if (!m) continue
       const errors = m.errors > 0 ? ` (${m.errors} errors)` : ''
+      const disturbed = m.foreignCores > DISTURBED ? ` ⚠ ${Math.round(100 * m.foreignCores)} %` : ''
       lines.push(
-        `| ${contender.name} | \`${route}\` | ${Math.round(m.requestsPerSecond)}${errors} | ${fixed(m.p99Ms, 2)} | ` +
-          `${fixed(ratio(results, contender, route), 2)} | ${fixed(m.commandsPerRequest, 2)} | ${Math.round(m.bytesPerRequest)} |`,
+        `| ${contender.name} | \`${route}\` | ${Math.round(m.requestsPerSecond)}${errors}${disturbed} | ${fixed(m.p99Ms, 2)} | ` +
+          `${fixed(ratio(results, contender, route), 2)} | ${fixed(m.appCpuUs, 1)} | ${fixed(m.commandsPerRequest, 2)} | ${Math.round(m.bytesPerRequest)} |`,
       )
     }
   }
-  lines.push('', '| contender | lost updates (200 rounds × 2 parallel changes of different keys) |', '|---|---:|')
+  const disturbed = [...results.runs.values()].some((routes) => [...routes.values()].some((m) => m.foreignCores > DISTURBED))
+  if (disturbed) {
+    lines.push('', `⚠ N %: during this timed run, processes the benchmark did not start used N % of a core; its figures are less reliable.`)
+  }
+  lines.push('', '| contender | lost updates |', '|---|---:|')
   for (const contender of CONTENDERS) {
     const race = results.races.get(contender.id)
     if (race) lines.push(`| ${contender.name} | ${fixed((100 * race.lost) / race.updates, 1)} % (${race.lost} of ${race.updates}) |`)

@@ -1,15 +1,16 @@
 /**
  * `npm run bench [-- --quick] [--reps N] [--only id,id] [--routes /read,/write] [--profile id]`:
- * every contender of
- * bench/contenders.ts against one redis-server, under wrk, each app in its own Node process.
+ * every contender of bench/contenders.ts on one redis-server, under wrk, each app in its own Node
+ * process. `--profile id` (with `--only id`) runs that app under `node --cpu-prof`; see bench/top.ts.
  *
- * CPU pinning on a 2-core machine: the app alone on CPU 0; wrk and redis-server share CPU 1, so
- * neither the load generator nor Redis takes time from the process being measured.
+ * CPU pinning on a 2-core machine: every app on CPU 0 (only the one under load is busy); wrk and
+ * redis-server share CPU 1, so neither the load generator nor Redis takes time from the app.
  *
- * Per contender: a fresh app, 1000 sessions logged in over HTTP, a check that its routes answer
- * what they should and that its sessions are where they should be (in Redis or not), a mixed
- * warm-up, then each route timed with the Redis counters read before and after. Then the race
- * scenario. The table goes to stdout and to bench/results/ (latest.md, or quick.md for --quick).
+ * Each app is started, 1000 sessions are logged in over HTTP, its routes are checked (they answer
+ * what they should, its sessions are in Redis or not as they should be) and warmed up. Then the
+ * routes are timed one by one, every contender in turn, with the Redis counters read around each
+ * run; then the race scenario. The table goes to stdout and to bench/results/ (latest.md, or
+ * quick.md for --quick).
  */
 import { spawnSync } from 'node:child_process'
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises'
@@ -21,15 +22,16 @@ import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { cookieHeader, get, loginAll, type Jar } from './client.js'
 import { CONTENDERS, ROUTES, SESSIONS, type Contender, type Route } from './contenders.js'
-import { freePort, runPinned, startPinned, startRedis, waitFor, type BenchRedis, type RedisCounters } from './processes.js'
+import { cpuSeconds, foreignCores, foreignCpu, freePort, quietMoment, runPinned, startPinned, startRedis, waitFor, type BenchRedis, type RedisCounters } from './processes.js'
 import { race } from './race.js'
-import { tables, targets, type Measured, type Results } from './report.js'
+import { DISTURBED, tables, targets, type Measured, type Results } from './report.js'
 
 const APP_CPU = 0
 const LOAD_CPU = 1
-const WRK_ARGS = ['-t2', '-c32']
+const WRK_ARGS = ['-t1', '-c32']
 const here = fileURLToPath(new URL('.', import.meta.url))
 const root = join(here, '..')
+const profileDir = join(tmpdir(), 'koa-atomic-session-profiles')
 
 const { values: flags } = parseArgs({
   options: {
@@ -72,7 +74,7 @@ function check(condition: boolean, contender: Contender, what: string): void {
 }
 
 /** Each route answers what it should, and the sessions are stored where they should be. */
-async function verify(contender: Contender, base: string, jars: Jar[], redis: BenchRedis): Promise<void> {
+async function verify(contender: Contender, base: string, jars: Jar[], redis: BenchRedis, db: number): Promise<void> {
   const jar: Jar = new Map(jars[1])
   check((await get(base, '/untouched', jar)) === 'ok', contender, '/untouched')
   if (contender.id !== 'bare') {
@@ -83,54 +85,92 @@ async function verify(contender: Contender, base: string, jars: Jar[], redis: Be
     const reread = await get(base, '/read', jar)
     check(reread === '2', contender, `/read after /write answered ${reread}, not 2`)
   }
+  await redis.admin.select(db)
   const stored = await redis.admin.dbsize()
   check(stored === (contender.redis ? SESSIONS : 0), contender, `Redis holds ${stored} keys after ${SESSIONS} logins`)
   const key = contender.redisKey?.(jars[1] as Jar)
   if (contender.redis) check(key !== undefined && (await redis.admin.exists(key)) === 1, contender, `session key ${key} is not in Redis`)
 }
 
-async function benchContender(contender: Contender, redis: BenchRedis, overhead: number, withRace: boolean, results: Results): Promise<Map<Route, Measured>> {
-  await redis.admin.flushall()
+interface Running {
+  contender: Contender
+  pid: number
+  port: number
+  base: string
+  cookieFile: string
+  stop(): Promise<void>
+}
+
+/**
+ * Starts a contender's app, logs its sessions in and checks it. Each contender has its own Redis
+ * database (the same server), so what it stores can be checked apart from the others.
+ */
+async function start(contender: Contender, db: number, redis: BenchRedis, dir: string): Promise<Running> {
   const port = await freePort()
   const profiling = flags.profile === contender.id
-  const profileDir = join(tmpdir(), 'koa-atomic-session-profiles')
-  const nodeArgs = [...(profiling ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []), '--import', 'tsx', join(here, 'app.ts'), contender.id, String(port), redis.url]
+  const nodeArgs = [
+    ...(profiling ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : []),
+    '--import', 'tsx', join(here, 'app.ts'), contender.id, String(port), `${redis.url}/${db}`,
+  ]
   const app = startPinned(APP_CPU, process.execPath, nodeArgs, { cwd: root, env: { ...process.env, NODE_ENV: 'production' } })
-  const dir = await mkdtemp(join(tmpdir(), 'bench-cookies-'))
+  const running: Running = {
+    contender,
+    pid: app.child.pid as number,
+    port,
+    base: `http://127.0.0.1:${port}`,
+    cookieFile: join(dir, `${contender.id}.txt`),
+    async stop() {
+      await app.stop()
+      if (profiling) console.error(`CPU profile of ${contender.id} written to ${profileDir}`)
+    },
+  }
   try {
     await waitFor(app, 'ready')
-    const base = `http://127.0.0.1:${port}`
-    const jars = await loginAll(base, SESSIONS)
-    await verify(contender, base, jars, redis)
-    const cookieFile = join(dir, 'cookies.txt')
-    await writeFile(cookieFile, jars.map(cookieHeader).join('\n') + '\n')
-
-    await wrk(port, '/', cookieFile, timing.warmup, routes.join(','))
-    const measured = new Map<Route, Measured>()
-    for (const route of routes) {
-      if (timing.routeWarmup > 0) await wrk(port, route, cookieFile, timing.routeWarmup)
-      const before = await redis.counters()
-      const run = await wrk(port, route, cookieFile, timing.duration)
-      await sleep(50) // requests in flight when wrk stopped reach Redis before the counters are read
-      const after = await redis.counters()
-      const perRequest = (key: keyof RedisCounters, minus = 0): number => Math.max(0, after[key] - before[key] - minus) / run.requests
-      measured.set(route, {
-        requestsPerSecond: run.requests / (run.durationUs / 1e6),
-        p99Ms: run.p99Us / 1000,
-        commandsPerRequest: perRequest('commands'),
-        bytesPerRequest: perRequest('inputBytes', overhead),
-        errors: run.errors + run.non2xx,
-      })
-      console.error(`  ${contender.id} ${route}: ${Math.round(run.requests / (run.durationUs / 1e6))} req/s (${run.requests} requests)`)
-    }
-    // A profile ends with the last timed run, so `bench/top.ts --last <seconds>` can isolate it.
-    if (withRace && !profiling && contender.id !== 'bare') results.races.set(contender.id, await race(base, SESSIONS))
-    return measured
-  } finally {
-    await app.stop()
-    await rm(dir, { recursive: true, force: true })
-    if (profiling) console.error(`  CPU profile of ${contender.id} written to ${profileDir}`)
+    const jars = await loginAll(running.base, SESSIONS)
+    await verify(contender, running.base, jars, redis, db)
+    await writeFile(running.cookieFile, jars.map(cookieHeader).join('\n') + '\n')
+    return running
+  } catch (error) {
+    await running.stop()
+    throw error
   }
+}
+
+// The machine may be shared. Full runs wait (up to 10 s) for a quiet moment before each timed run,
+// and run it again (up to 3 attempts, keeping the least disturbed) when other processes used more
+// than DISTURBED of a core meanwhile; a run that stays disturbed is flagged in the table.
+const attempts = flags.quick ? 1 : 3
+const quietWaitSeconds = flags.quick ? 0 : 10
+
+/** One timed run of `route`, with the Redis counters and the machine's other load read around it. */
+async function measure(app: Running, route: Route, redis: BenchRedis, overhead: number): Promise<Measured> {
+  let best: Measured | undefined
+  for (let attempt = 1; attempt <= attempts && !(best && best.foreignCores <= DISTURBED); attempt++) {
+    if (quietWaitSeconds > 0) await quietMoment(DISTURBED, quietWaitSeconds)
+    if (timing.routeWarmup > 0) await wrk(app.port, route, app.cookieFile, timing.routeWarmup)
+    // Requests still in flight when wrk stops reach Redis before the counters are read.
+    await sleep(100)
+    const [before, cpuBefore, appBefore] = await Promise.all([redis.counters(), foreignCpu(), cpuSeconds(app.pid)])
+    const run = await wrk(app.port, route, app.cookieFile, timing.duration)
+    const [cpuAfter, appAfter] = await Promise.all([foreignCpu(), cpuSeconds(app.pid)])
+    await sleep(100)
+    const after = await redis.counters()
+    const perRequest = (key: keyof RedisCounters, minus = 0): number => Math.max(0, after[key] - before[key] - minus) / run.requests
+    const seconds = run.durationUs / 1e6
+    const measured: Measured = {
+      requestsPerSecond: run.requests / seconds,
+      p99Ms: run.p99Us / 1000,
+      appCpuUs: ((appAfter - appBefore) * 1e6) / run.requests,
+      commandsPerRequest: perRequest('commands'),
+      bytesPerRequest: perRequest('inputBytes', overhead),
+      errors: run.errors + run.non2xx,
+      foreignCores: foreignCores(cpuBefore, cpuAfter, seconds),
+    }
+    const note = measured.foreignCores > DISTURBED ? `, other processes used ${Math.round(100 * measured.foreignCores)} % of a core` : ''
+    console.error(`  ${app.contender.id} ${route}: ${Math.round(measured.requestsPerSecond)} req/s${note}`)
+    if (!best || measured.foreignCores < best.foreignCores) best = measured
+  }
+  return best as Measured
 }
 
 const median = (values: number[]): number => {
@@ -146,56 +186,80 @@ function firstLine(command: string, args: string[]): string {
 
 async function main(): Promise<void> {
   const redis = await startRedis(LOAD_CPU)
+  const dir = await mkdtemp(join(tmpdir(), 'bench-cookies-'))
+  const apps: Running[] = []
   try {
     // What reading the counters itself sends to Redis, subtracted from every byte count.
     const a = await redis.counters()
     const b = await redis.counters()
     const overhead = b.inputBytes - a.inputBytes
 
-    const results: Results = { runs: new Map(), races: new Map() }
+    for (const [db, contender] of selected.entries()) {
+      console.error(`starting ${contender.name}: ${SESSIONS} logins, checks, ${timing.warmup} s warm-up`)
+      const app = await start(contender, db, redis, dir)
+      apps.push(app)
+      await wrk(app.port, '/', app.cookieFile, timing.warmup, routes.join(','))
+    }
+    // Route by route, every contender in turn: the machine's drifts fall on all of them alike,
+    // and each ratio compares runs minutes apart at most.
     const samples = new Map<string, Map<Route, Measured[]>>()
     for (let rep = 1; rep <= reps; rep++) {
-      for (const contender of selected) {
-        console.error(`[${rep}/${reps}] ${contender.name}`)
-        const measured = await benchContender(contender, redis, overhead, rep === 1, results)
-        const byRoute = samples.get(contender.id) ?? new Map<Route, Measured[]>()
-        for (const [route, m] of measured) byRoute.set(route, [...(byRoute.get(route) ?? []), m])
-        samples.set(contender.id, byRoute)
+      for (const route of routes) {
+        console.error(`[${rep}/${reps}] ${route}`)
+        for (const app of apps) {
+          const byRoute = samples.get(app.contender.id) ?? new Map<Route, Measured[]>()
+          byRoute.set(route, [...(byRoute.get(route) ?? []), await measure(app, route, redis, overhead)])
+          samples.set(app.contender.id, byRoute)
+        }
+      }
+    }
+    const results: Results = { runs: new Map(), races: new Map() }
+    // A profile ends with the last timed run, so `bench/top.ts --last <seconds>` can isolate it.
+    if (flags.profile === undefined) {
+      for (const app of apps) {
+        if (app.contender.id === 'bare') continue
+        console.error(`race: ${app.contender.name}`)
+        results.races.set(app.contender.id, await race(app.base, SESSIONS))
       }
     }
     for (const [id, byRoute] of samples) {
-      const routes = new Map<Route, Measured>()
+      const medians = new Map<Route, Measured>()
       for (const [route, list] of byRoute) {
-        routes.set(route, {
+        medians.set(route, {
           requestsPerSecond: median(list.map((m) => m.requestsPerSecond)),
           p99Ms: median(list.map((m) => m.p99Ms)),
+          appCpuUs: median(list.map((m) => m.appCpuUs)),
           commandsPerRequest: median(list.map((m) => m.commandsPerRequest)),
           bytesPerRequest: median(list.map((m) => m.bytesPerRequest)),
           errors: list.reduce((sum, m) => sum + m.errors, 0),
+          foreignCores: Math.max(...list.map((m) => m.foreignCores)),
         })
       }
-      results.runs.set(id, routes)
+      results.runs.set(id, medians)
     }
 
     const require = createRequire(import.meta.url)
     const koaVersion = (require('koa/package.json') as { version: string }).version
     const cpu = cpus()
     const timed = timing.routeWarmup > 0
-      ? `${timing.warmup} s of mixed warm-up, then per route ${timing.routeWarmup} s of warm-up and ${timing.duration} s timed`
-      : `${timing.warmup} s of mixed warm-up, then ${timing.duration} s timed per route`
+      ? `${timing.warmup} s of warm-up on all routes, then per route ${timing.routeWarmup} s of warm-up and ${timing.duration} s timed`
+      : `${timing.warmup} s of warm-up on all routes, then ${timing.duration} s timed per route`
     const report = [
       `# \`npm run bench${flags.quick ? ' -- --quick' : ''}\`: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
       '',
       `Machine: ${cpu[0]?.model ?? '?'}, ${cpu.length} cores, Linux ${release()}; Node ${process.version}, Koa ${koaVersion}, ` +
         `Redis ${redis.version}, ${firstLine('wrk', ['-v'])}.`,
       '',
-      `Each app runs alone in its own Node process pinned to CPU ${APP_CPU} (\`taskset -c ${APP_CPU}\`); \`wrk ${WRK_ARGS.join(' ')}\` ` +
-        `and \`redis-server\` share CPU ${LOAD_CPU} (\`taskset -c ${LOAD_CPU}\`), so neither takes time from the app. Per contender: ` +
-        `${SESSIONS} sessions logged in over HTTP (a user id, a counter and 20 preference fields, ~1 KB of JSON); every ` +
-        `request carries the cookies of one of them, picked at random; ${timed}` +
-        `${reps > 1 ? `; medians of ${reps} repetitions` : ''}. Redis figures are deltas of \`INFO commandstats\` ` +
-        '(all calls but INFO; MULTI and EXEC count as commands) and `INFO stats` `total_net_input_bytes` over the timed run, ' +
-        'divided by the requests completed. Ratios compare with bare Koa in the same run.',
+      `Each app runs in its own Node process pinned to CPU ${APP_CPU} (\`taskset -c ${APP_CPU}\`; only the one under load is ` +
+        `busy); \`wrk ${WRK_ARGS.join(' ')}\` and \`redis-server\` share CPU ${LOAD_CPU} (\`taskset -c ${LOAD_CPU}\`), so neither ` +
+        `takes time from the app. Each app has ${SESSIONS} sessions logged in over HTTP (a user id, a counter and 20 ` +
+        `preference fields, ~1 KB of JSON); every request carries the cookies of one of them, picked at random; ${timed}; ` +
+        `routes are timed one at a time, every contender in turn${reps > 1 ? `; medians of ${reps} rounds` : ''}. Redis ` +
+        'figures are deltas of `INFO commandstats` (all calls but INFO; MULTI and EXEC count as commands) and `INFO stats` ' +
+        '`total_net_input_bytes` over the timed run, divided by the requests completed. Ratios compare with bare Koa in ' +
+        'the same run. Lost updates: 200 rounds of two parallel requests to one session, each setting a different key ' +
+        'after awaiting 1 ms (as a handler awaiting a database would); the client keeps the cookies of the response that ' +
+        'arrives last, as a browser does.',
       '',
       tables(results),
       '',
@@ -213,7 +277,9 @@ async function main(): Promise<void> {
       console.error(`written to ${out}`)
     }
   } finally {
+    for (const app of apps) await app.stop()
     await redis.close()
+    await rm(dir, { recursive: true, force: true })
   }
 }
 
