@@ -4,6 +4,7 @@
  * its cookie.
  */
 import type Koa from 'koa'
+import type { Context } from 'koa'
 import { SessionOptionError } from './errors.js'
 import { decodeValue, META_PREFIX } from './values.js'
 
@@ -65,10 +66,7 @@ export interface KoaSessionCookie {
 export function decodeKoaSessionCookie(value: string, now: number): KoaSessionCookie | undefined {
   let decoded: unknown
   try {
-    const json = Buffer.from(value, 'base64').toString('utf8')
-    // decodeValue strips prototype keys it finds spelled out in the text; a \u escape can spell
-    // one otherwise, so such text is first normalised by a parse and a stringify.
-    decoded = decodeValue(json.includes('\\u') ? JSON.stringify(JSON.parse(json)) : json)
+    decoded = decodeValue(Buffer.from(value, 'base64').toString('utf8'))
   } catch {
     return undefined
   }
@@ -87,3 +85,14 @@ export function decodeKoaSessionCookie(value: string, now: number): KoaSessionCo
 }
 
 const isLifetime = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value) && value > 0
+
+/**
+ * For `importKoaSessionCookie`: the session koa-session kept in the cookie `name`, verified with
+ * `app.keys` and decoded. `found` says whether such a cookie came at all, so that a tampered,
+ * expired or undecodable one can be cleared.
+ */
+export function readKoaSessionCookie(ctx: Context, name: string): { found: boolean; session: KoaSessionCookie | undefined } {
+  if (ctx.cookies.get(name, { signed: false }) === undefined) return { found: false, session: undefined }
+  const value = ctx.cookies.get(name, { signed: true })
+  return { found: true, session: value === undefined ? undefined : decodeKoaSessionCookie(value, Date.now()) }
+}

@@ -39,7 +39,7 @@ export function session(first?: unknown, second?: unknown): SessionMiddleware {
   const middleware = async function sessionMiddleware(context: Context, next: Next): Promise<void> {
     const ctx = context as SessionContext
     if (!checked.has(ctx.app)) {
-      if (config.cookie) assertCookieKeys(ctx, config.cookie)
+      if (config.cookie || config.importKoaSessionCookie) assertCookieKeys(ctx, config.cookie ?? {})
       install(ctx.app)
       checked.add(ctx.app)
     }

@@ -60,6 +60,12 @@ export interface SessionOptions {
    * with an empty, read-only session, and any write then answers 503.
    */
   onStoreError?: 'fail' | 'anonymous'
+  /**
+   * The name of koa-session's cookie (`'koa.sess'`) when it kept sessions in the cookie itself:
+   * on a user's next visit that cookie is verified with `app.keys`, decoded as koa-session
+   * encoded it, stored under a new id in one write, and replaced by this library's cookie.
+   */
+  importKoaSessionCookie?: string
 }
 
 /** The options after defaults and validation: built once, read on every request. */
@@ -81,11 +87,12 @@ export interface SessionConfig {
   maxBytes: number
   conflicts: 'overwrite' | 'reject'
   onStoreError: 'fail' | 'anonymous'
+  importKoaSessionCookie: string | undefined
 }
 
 const OPTION_NAMES: ReadonlySet<string> = new Set([
   'store', 'key', 'prefix', 'idBytes', 'maxAge', 'absoluteMaxAge', 'rolling', 'renew', 'lazy',
-  'saveUninitialized', 'cookie', 'transport', 'genid', 'maxBytes', 'conflicts', 'onStoreError',
+  'saveUninitialized', 'cookie', 'transport', 'genid', 'maxBytes', 'conflicts', 'onStoreError', 'importKoaSessionCookie',
 ])
 
 // RFC 6265 cookie-name token characters.
@@ -153,6 +160,11 @@ export function resolveOptions(input: unknown = {}): SessionConfig {
     fail(`option onStoreError must be 'fail' or 'anonymous', got ${String(onStoreError)}`)
   }
 
+  const importCookie = opts.importKoaSessionCookie
+  if (importCookie !== undefined && (typeof importCookie !== 'string' || !COOKIE_NAME.test(importCookie))) {
+    fail(`option importKoaSessionCookie must be the name of koa-session's cookie (e.g. 'koa.sess'), got ${String(importCookie)}`)
+  }
+
   return {
     store,
     prefix,
@@ -169,6 +181,7 @@ export function resolveOptions(input: unknown = {}): SessionConfig {
     maxBytes,
     conflicts,
     onStoreError,
+    importKoaSessionCookie: importCookie,
   }
 }
 

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Context } from 'koa'
 import { parseDuration } from './duration.js'
 import { changedKey, ReadLog } from './conflicts.js'
+import { readKoaSessionCookie } from './koa-session.js'
 import {
   SessionConflictError,
   SessionError,
@@ -55,6 +56,8 @@ export class SessionState {
   #replaced = false
   /** Bookkeeping keys (`$m`, `$u`, ...) changed since the last write. */
   readonly #metaChanged = new Set<string>()
+  /** The koa-session cookie this request imported (to clear once stored), and its expiry. */
+  #imported: { name: string; expires: number | undefined; hasData: boolean } | undefined
   /** `s.maxAge` was assigned in this request. */
   #maxAgeSet = false
   /** `onStoreError: 'anonymous'` and the store failed: an empty session that refuses every write. */
@@ -118,6 +121,7 @@ export class SessionState {
   async #load(): Promise<void> {
     const id = this.incomingId()
     if (id === undefined || this.id !== id) {
+      if (id === undefined && this.config.importKoaSessionCookie !== undefined) this.#importKoaSession(this.config.importKoaSessionCookie)
       this.loaded = true
       return
     }
@@ -146,6 +150,25 @@ export class SessionState {
       return
     }
     this.#adopt(record)
+  }
+
+  /**
+   * A session koa-session kept in its cookie becomes this session: its data pending, written
+   * under a new id at the end of the request in one write. It moved; it did not begin.
+   */
+  #importKoaSession(name: string): void {
+    const { found, session } = readKoaSessionCookie(this.ctx, name)
+    if (!found) return
+    const hasData = session !== undefined && Object.keys(session.data).length > 0
+    this.#imported = { name, expires: session?.expires, hasData }
+    if (!hasData) return
+    for (const [key, value] of Object.entries(session.data)) {
+      this.data[key] = value
+      this.changed.add(key)
+    }
+    if (session.maxAge !== undefined) this.setMaxAge(session.maxAge)
+    this.isNew = false
+    this.#ensureId()
   }
 
   /** Takes a loaded record as the session's data, keeping changes made before it arrived. */
@@ -495,6 +518,11 @@ export class SessionState {
   /** Makes the client hold the id it should: the current one, or none after a destroy. */
   #sendId(): void {
     if (this.ctx.headerSent) return
+    // koa-session's cookie goes once its session is stored here, or at once when it held nothing usable.
+    if (this.#imported && (!this.#imported.hasData || this.#stored)) {
+      this.ctx.cookies.set(this.#imported.name, '', { path: this.config.cookie?.path ?? '/', domain: this.config.cookie?.domain, expires: new Date(0), signed: true })
+      this.#imported = undefined
+    }
     const target = this.#stored && !this.destroyed ? this.id : undefined
     const transport = this.config.transport
     if (target === undefined) {
@@ -650,7 +678,10 @@ export class SessionState {
   // ---- lifetimes and ids ----
 
   #ttl(now: number): number {
-    return ttlAt(now, this.maxAge, this.config.absoluteMaxAge, this.meta[CREATED])
+    const ttl = ttlAt(now, this.maxAge, this.config.absoluteMaxAge, this.meta[CREATED])
+    // An imported koa-session session keeps the expiry it had, until its first write here.
+    const imported = !this.#stored ? this.#imported?.expires : undefined
+    return imported === undefined ? ttl : Math.max(1, Math.min(ttl, imported - now))
   }
 
   #remainingMs(): number {
