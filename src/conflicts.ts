@@ -1,5 +1,5 @@
 import type { Store } from './store.js'
-import { decodeValue, encodeValue } from './values.js'
+import { decodeValue, Encoded, encodeValue } from './values.js'
 
 /**
  * With `conflicts: 'reject'`: the value each key had when this request first read it, so the
@@ -11,7 +11,7 @@ export class ReadLog {
   readonly #first = new Map<string, string | undefined>()
 
   note(key: string, value: unknown): void {
-    if (!this.#first.has(key)) this.#first.set(key, value === undefined ? undefined : encodeValue(value))
+    if (!this.#first.has(key)) this.#first.set(key, value === undefined ? undefined : value instanceof Encoded ? value.text : encodeValue(value))
   }
 
   noteAll(data: Record<string, unknown>): void {

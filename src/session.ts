@@ -20,7 +20,7 @@ import type { Patch } from './store.js'
 import { Tracker } from './tracking.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
-import { assertDataKey, assertStorable, decodeValue, encodeValue } from './values.js'
+import { assertDataKey, assertStorable, decodeValue, Encoded, encodeValue, lazyRecord } from './values.js'
 import { createView, type Session } from './view.js'
 
 /** Bookkeeping a new session's first write carries, when set. */
@@ -127,7 +127,7 @@ export class SessionState {
     }
     let record: Record<string, unknown> | undefined
     try {
-      record = await this.#call('get', id, () => this.config.store.get(this.#key(id)))
+      record = await this.#call('get', id, () => this.#read(this.#key(id)))
     } catch (error) {
       if (this.config.onStoreError !== 'anonymous' || !(error instanceof SessionStoreError)) throw error
       this.#anonymous = true
@@ -201,7 +201,7 @@ export class SessionState {
 
   read(key: string): unknown {
     this.assertReadable(key)
-    const value = Object.hasOwn(this.data, key) ? this.data[key] : undefined
+    const value = Object.hasOwn(this.data, key) ? this.#value(key) : undefined
     this.#reads?.note(key, value)
     return value === undefined ? undefined : this.#track().wrap(key, value)
   }
@@ -209,7 +209,7 @@ export class SessionState {
   has(key: string): boolean {
     this.assertReadable(key)
     const present = Object.hasOwn(this.data, key)
-    this.#reads?.note(key, present ? this.data[key] : undefined)
+    this.#reads?.note(key, present ? this.#value(key) : undefined)
     return present
   }
 
@@ -289,7 +289,9 @@ export class SessionState {
   toJSON(): Record<string, unknown> {
     this.assertReadable()
     this.#reads?.noteAll(this.data)
-    return { ...this.data }
+    const data: Record<string, unknown> = {}
+    for (const key in this.data) data[key] = this.#value(key)
+    return data
   }
 
   // ---- explicit operations (the session's methods) ----
@@ -313,7 +315,7 @@ export class SessionState {
     assertDataKey(key)
     if (typeof by !== 'number' || !Number.isFinite(by)) throw new SessionValueError(key, 'increment(key, by) needs a finite number as by')
     this.#assertLive()
-    const current = this.loaded || this.#known.has(key) ? this.data[key] : undefined
+    const current = this.loaded || this.#known.has(key) ? this.#value(key) : undefined
     if (current !== undefined && typeof current !== 'number') {
       throw new SessionValueError(key, 'cannot increment: it does not hold a number')
     }
@@ -392,7 +394,7 @@ export class SessionState {
       return
     }
     const id = this.id
-    const record = await this.#call('get', id, () => this.config.store.get(this.#key(id)))
+    const record = await this.#call('get', id, () => this.#read(this.#key(id)))
     this.loaded = true
     if (record) this.#adopt(record)
     else this.#startNew()
@@ -630,14 +632,39 @@ export class SessionState {
   #pendingPatch(): Omit<Patch, 'ttlMs'> | undefined {
     if (this.changed.size === 0 && this.removed.size === 0) return undefined
     const set: Record<string, unknown> = {}
-    for (const key of this.changed) set[key] = this.data[key]
+    for (const key of this.changed) set[key] = this.#value(key)
     return this.removed.size > 0 ? { set, unset: [...this.removed] } : { set }
   }
 
+  /** The session's encoded size after writing `set` (what is not loaded is not counted). */
   #checkSize(set: Record<string, unknown>): void {
-    const whole = this.loaded ? { ...this.data, ...set } : set
-    const bytes = Buffer.byteLength(JSON.stringify(whole))
+    let bytes = 2
+    const add = (key: string, text: string) => (bytes += Buffer.byteLength(key) + Buffer.byteLength(text) + 4)
+    for (const key in set) add(key, encodeValue(set[key]))
+    if (this.loaded) {
+      for (const key in this.data) {
+        const value = this.data[key]
+        if (!(key in set)) add(key, value instanceof Encoded ? value.text : encodeValue(value))
+      }
+    }
     if (bytes > this.config.maxBytes) throw new SessionTooLargeError(bytes, this.config.maxBytes)
+  }
+
+  /** A key's value, decoded on first access when it arrived encoded. */
+  #value(key: string): unknown {
+    const value = this.data[key]
+    if (!(value instanceof Encoded)) return value
+    const decoded = decodeValue(value.text)
+    this.data[key] = decoded
+    return decoded
+  }
+
+  /** Reads a record, through the store's encoded fast path when it has one. */
+  async #read(key: string): Promise<Record<string, unknown> | undefined> {
+    const store = this.config.store
+    if (!store.getEncoded) return store.get(key)
+    const fields = await store.getEncoded(key)
+    return fields && lazyRecord(fields)
   }
 
   async #destroyStored(id: string): Promise<void> {

@@ -29,6 +29,11 @@ export interface Store {
    * differed (and then nothing was written). `update()` and `conflicts: 'reject'` need it.
    */
   applyIf?(id: string, patch: ConditionalPatch): Promise<boolean>
+  /**
+   * Optional fast path of `get`: each value still as its stored JSON text, for stores that keep
+   * one JSON text per key. The middleware then decodes only the keys a request reads.
+   */
+  getEncoded?(id: string): Promise<Record<string, string> | undefined>
   /** Closes a connection that the store opened itself. */
   close?(): Promise<void>
 }

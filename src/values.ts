@@ -118,3 +118,27 @@ export function decodeRecord(fields: Iterable<readonly [string, string]>): Recor
   for (const [key, text] of fields) if (!PROTOTYPE_KEYS.has(key)) record[key] = decodeValue(text)
   return record
 }
+
+/**
+ * A stored value not decoded yet. Loading keeps each value as its stored JSON text, and the
+ * session decodes a key when the request first reads it: most requests read few keys. Its
+ * `toJSON` makes it encode as the value it stands for.
+ */
+export class Encoded {
+  constructor(readonly text: string) {}
+
+  toJSON(): unknown {
+    return decodeValue(this.text)
+  }
+}
+
+/** A record whose values stay encoded until read; bookkeeping (`$`) keys are decoded at once. */
+export function lazyRecord(fields: Record<string, string>): Record<string, unknown> {
+  const record: Record<string, unknown> = Object.create(null)
+  for (const key in fields) {
+    if (PROTOTYPE_KEYS.has(key)) continue
+    const text = fields[key] as string
+    record[key] = key.charCodeAt(0) === 36 /* $ */ ? decodeValue(text) : new Encoded(text)
+  }
+  return record
+}

@@ -125,7 +125,7 @@ const METHODS: Record<string, (this: unknown, ...args: never[]) => unknown> = {
 const TARGET_PROTOTYPE = {
   [inspect.custom](this: Target, depth: number, options: object) {
     const state = this[STATE]
-    const body = state.loaded ? { ...state.data } : '(not loaded)'
+    const body = state.loaded ? state.toJSON() : '(not loaded)'
     return `Session ${inspect({ id: state.id, data: body }, { ...options, depth })}`
   },
 }

@@ -11,8 +11,11 @@ export interface MemoryStoreOptions {
 }
 
 interface Entry {
-  /** Each top-level key's JSON encoding: reads decode a fresh copy, so callers never share objects. */
-  fields: Map<string, string>
+  /**
+   * Each top-level key's JSON encoding: reads decode a fresh copy, so callers never share objects.
+   * Never changed in place (a write puts a new object here), so a read may hand it out as it is.
+   */
+  fields: Readonly<Record<string, string>>
   expiresAt: number
 }
 
@@ -46,7 +49,11 @@ export class MemoryStore implements Store {
 
   async get(id: string): Promise<Record<string, unknown> | undefined> {
     const entry = this.#live(id)
-    return entry ? decodeRecord(entry.fields) : undefined
+    return entry ? decodeRecord(Object.entries(entry.fields)) : undefined
+  }
+
+  async getEncoded(id: string): Promise<Record<string, string> | undefined> {
+    return this.#live(id)?.fields
   }
 
   async apply(id: string, patch: Patch): Promise<void> {
@@ -56,7 +63,7 @@ export class MemoryStore implements Store {
   async applyIf(id: string, patch: ConditionalPatch): Promise<boolean> {
     const fields = this.#live(id)?.fields
     for (const [key, expected] of Object.entries(patch.expect)) {
-      const current = fields?.get(key)
+      const current = fields?.[key]
       if (expected === undefined ? current !== undefined : current !== encodeValue(expected)) return false
     }
     this.#write(id, patch)
@@ -64,7 +71,7 @@ export class MemoryStore implements Store {
   }
 
   async increment(id: string, key: string, by: number, ttlMs: number): Promise<number> {
-    const current = this.#live(id)?.fields.get(key)
+    const current = this.#live(id)?.fields[key]
     const value = current === undefined ? 0 : decodeValue(current)
     if (typeof value !== 'number') throw new SessionValueError(key, 'cannot increment: it does not hold a number')
     const sum = value + by
@@ -92,11 +99,11 @@ export class MemoryStore implements Store {
   }
 
   #write(id: string, patch: Patch): void {
-    const entry = this.#live(id) ?? { fields: new Map<string, string>(), expiresAt: 0 }
-    if (patch.set) for (const [key, value] of Object.entries(patch.set)) entry.fields.set(key, encodeValue(value))
-    if (patch.unset) for (const key of patch.unset) entry.fields.delete(key)
-    entry.expiresAt = Date.now() + patch.ttlMs
-    this.#entries.set(id, entry)
+    const entry = this.#live(id)
+    const fields: Record<string, string> = Object.assign(Object.create(null), entry?.fields)
+    if (patch.set) for (const [key, value] of Object.entries(patch.set)) fields[key] = encodeValue(value)
+    if (patch.unset) for (const key of patch.unset) delete fields[key]
+    this.#entries.set(id, { fields, expiresAt: Date.now() + patch.ttlMs })
     if (this.#entries.size > this.#maxSessions) this.#evictOldest()
     if (++this.#writes % SWEEP_EVERY === 0) this.#sweep()
   }

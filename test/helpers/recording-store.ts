@@ -19,6 +19,10 @@ export function recording(inner: Store): Recording {
     touch: (id, ttl) => (calls.push('touch'), inner.touch(id, ttl)),
     destroy: (id) => (calls.push('destroy'), inner.destroy(id)),
   }
+  if (inner.getEncoded) {
+    const getEncoded = inner.getEncoded.bind(inner)
+    store.getEncoded = (id) => (calls.push('get'), getEncoded(id))
+  }
   if (inner.applyIf) {
     const applyIf = inner.applyIf.bind(inner)
     store.applyIf = (id, patch) => (calls.push('applyIf'), applyIf(id, patch))
