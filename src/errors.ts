@@ -37,10 +37,24 @@ export class SessionStoreError extends SessionError {
       `Session store failed during ${operation}: ${reason}. Nothing of this request's session changes ` +
         'is reported as saved; the client may retry once the store is reachable.',
       503,
-      { cause },
+      { cause: withoutDetails(cause) },
     )
     this.operation = operation
   }
+}
+
+/**
+ * The store's error, reduced to its name, message and code: clients attach the command they ran
+ * (ioredis: `command.args`, `previousErrors`), which holds the session id and data, and an error
+ * is logged whole.
+ */
+function withoutDetails(cause: unknown): unknown {
+  if (!(cause instanceof Error)) return cause
+  const reduced = new Error(cause.message)
+  reduced.name = cause.name
+  const { code } = cause as { code?: unknown }
+  if (code !== undefined) Object.assign(reduced, { code })
+  return reduced
 }
 
 /** The encoded session would exceed `maxBytes`; nothing was written. */

@@ -228,6 +228,7 @@ export class SessionState {
   }
 
   remove(key: string): void {
+    assertDataKey(key)
     this.#assertLive()
     delete this.data[key]
     this.changed.delete(key)
@@ -319,6 +320,7 @@ export class SessionState {
     if (current !== undefined && typeof current !== 'number') {
       throw new SessionValueError(key, 'cannot increment: it does not hold a number')
     }
+    await this.#knowLifetime()
     let sum: number
     if (!this.#stored) {
       // Nobody else knows a session that is not stored yet, so its first write can carry the sum.
@@ -347,6 +349,7 @@ export class SessionState {
     this.#assertLive()
     this.#assertConditionalStore('update()')
     this.incomingId()
+    await this.#knowLifetime()
     for (let attempt = 0; attempt <= retries; attempt++) {
       // Racing writers that all retry at once would collide again: back off a random, growing while.
       if (attempt > 0) await sleep(Math.random() * Math.min(1000, 5 * 2 ** attempt))
@@ -505,6 +508,8 @@ export class SessionState {
   }
 
   async #refresh(): Promise<void> {
+    await this.#knowLifetime()
+    if (!this.#stored) return
     const id = this.id as string
     // A loaded session is known to exist: refresh its stored expiry too. An unloaded one may be
     // gone, and touch() never recreates it.
@@ -559,6 +564,7 @@ export class SessionState {
    * `expect`, a conditional write: resolves `false`, having written nothing, when a key differs.
    */
   async #write(patch: Omit<Patch, 'ttlMs'>, expect?: Record<string, unknown>): Promise<boolean> {
+    await this.#knowLifetime()
     this.#assertLive()
     this.incomingId()
     const created = !this.#stored
@@ -609,6 +615,14 @@ export class SessionState {
     if (created) emit(this.ctx, 'session:created', { ctx: this.ctx, id })
     emit(this.ctx, 'session:saved', { ctx: this.ctx, id })
     return true
+  }
+
+  /**
+   * With `absoluteMaxAge`, a write must know when the session began, or writes to an unloaded
+   * (lazy) session would keep it alive for ever: load it first (once), which ends it when due.
+   */
+  async #knowLifetime(): Promise<void> {
+    if (this.config.absoluteMaxAge !== undefined && !this.loaded && this.#stored) await this.load()
   }
 
   /** After an explicit write of `key`: this request knows its value, and nothing of it is pending. */

@@ -23,7 +23,12 @@ export function assertDataKey(key: string): void {
   if (key.startsWith(META_PREFIX)) {
     throw new SessionValueError(key, `keys starting with "${META_PREFIX}" are reserved for the session's bookkeeping`)
   }
+  // Stores keep keys as UTF-8 (Redis field names), where a lone surrogate becomes U+FFFD and two
+  // different keys would collide.
+  if (LONE_SURROGATE.test(key)) throw new SessionValueError(key, 'the key is not well-formed Unicode (it holds a lone surrogate)')
 }
+
+const LONE_SURROGATE = /\p{Cs}/u
 
 /**
  * Throws a `SessionValueError` naming `key` unless `value` survives a JSON round trip unchanged:

@@ -108,9 +108,16 @@ export class MemoryStore implements Store {
     if (++this.#writes % SWEEP_EVERY === 0) this.#sweep()
   }
 
+  /**
+   * Evicts the least recently used sessions: a 1/64 of the bound at once, because finding the
+   * front of a Map walks past every entry deleted there, and one walk per write would cost more.
+   */
   #evictOldest(): void {
-    const oldest = this.#entries.keys().next()
-    if (!oldest.done) this.#entries.delete(oldest.value)
+    let excess = this.#entries.size - this.#maxSessions + Math.floor(this.#maxSessions / 64)
+    for (const id of this.#entries.keys()) {
+      if (excess-- <= 0) break
+      this.#entries.delete(id)
+    }
   }
 
   #sweep(): void {

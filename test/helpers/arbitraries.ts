@@ -168,7 +168,8 @@ export function sessionKey(): fc.Arbitrary<string> {
 
 /** Whether the SPEC lets `key` hold data: not reserved, not a prototype key, not starting with `$`. */
 export function keyAllowed(key: string): boolean {
-  return !RESERVED_KEYS.includes(key) && !PROTOTYPE_KEYS.includes(key) && !key.startsWith('$')
+  // A key that is not well-formed Unicode cannot be a field name in every store (Redis keeps UTF-8).
+  return !RESERVED_KEYS.includes(key) && !PROTOTYPE_KEYS.includes(key) && !key.startsWith('$') && !/\p{Cs}/u.test(key)
 }
 
 class Point {
