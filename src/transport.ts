@@ -107,6 +107,12 @@ export function cookieTransport(key: string, options: CookieOptions, onInvalid: 
     },
 
     set(ctx, id, { maxAge }) {
+      if (options.secure && !ctx.request.secure) {
+        throw new SessionOptionError(
+          'option cookie.secure is true but this request came over plain HTTP, so the cookie cannot be sent: serve over ' +
+            'HTTPS, or set app.proxy = true when a proxy you trust terminates TLS (and sends X-Forwarded-Proto).',
+        )
+      }
       if (id === null) ctx.cookies.set(key, '', clearOptions)
       else ctx.cookies.set(key, id, options.expires || maxAge === undefined ? options : { ...options, maxAge })
     },
