@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Store } from './store.js'
 import { decodeValue, Encoded, encodeValue } from './values.js'
 
@@ -41,4 +42,12 @@ export async function changedKey(store: Store, id: string, expect: Record<string
   const record = await store.get(id).catch(() => undefined)
   const differs = (key: string) => encodeValue(record?.[key]) !== encodeValue(expect[key])
   return keys.find(differs) ?? keys[0] ?? '(unknown)'
+}
+
+/**
+ * Waits before compare-and-set attempt `attempt` (none before the first): a random, growing while,
+ * because racing writers that all retry at once would only collide again.
+ */
+export function backOff(attempt: number): Promise<void> | undefined {
+  return attempt > 0 ? sleep(Math.random() * Math.min(2000, 10 * 2 ** attempt)) : undefined
 }

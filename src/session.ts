@@ -1,7 +1,7 @@
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { Context } from 'koa'
+import { Changes } from './changes.js'
+import { backOff, changedKey, ReadLog } from './conflicts.js'
 import { parseDuration } from './duration.js'
-import { changedKey, ReadLog } from './conflicts.js'
 import { readKoaSessionCookie } from './koa-session.js'
 import {
   SessionConflictError,
@@ -9,7 +9,6 @@ import {
   SessionOptionError,
   SessionStateError,
   SessionStoreError,
-  SessionTooLargeError,
   SessionValueError,
 } from './errors.js'
 import { emit } from './events.js'
@@ -17,10 +16,9 @@ import { ID_PATTERN, newId } from './ids.js'
 import { CREATED, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
 import type { SessionConfig } from './options.js'
 import type { Patch } from './store.js'
-import { Tracker } from './tracking.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
-import { assertDataKey, assertStorable, decodeValue, Encoded, encodeValue, lazyRecord } from './values.js'
+import { assertDataKey, assertStorable, decodeValue, encodeValue, lazyRecord } from './values.js'
 import { createView, type Session } from './view.js'
 
 /** Bookkeeping a new session's first write carries, when set. */
@@ -38,11 +36,9 @@ export class SessionState {
   readonly config: SessionConfig
   id: string | undefined
   isNew = true
-  data: Record<string, unknown> = Object.create(null)
   meta: Meta = Object.create(null)
-  /** Top-level keys assigned or mutated since the last write; `removed`: deleted since then. */
-  readonly changed = new Set<string>()
-  readonly removed = new Set<string>()
+  /** The data and what this request changed of it. */
+  readonly changes: Changes
   loaded = false
   destroyed = false
 
@@ -52,8 +48,6 @@ export class SessionState {
   #clientIdDead = false
   #stored = false
   #loading: Promise<void> | undefined
-  /** `ctx.session = { ... }` before loading: every stored key not in the new data must go. */
-  #replaced = false
   /** Bookkeeping keys (`$m`, `$u`, ...) changed since the last write. */
   readonly #metaChanged = new Set<string>()
   /** The koa-session cookie this request imported (to clear once stored), and its expiry. */
@@ -66,17 +60,12 @@ export class SessionState {
   #expiryMoved = false
   /** Ids this request destroyed with `ctx.session = null`, removed from the store at commit. */
   #doomed: string[] = []
-  #tracker: Tracker | undefined
   #view: Session | undefined
-  /** Keys whose value this request set, so they read before a lazy session is loaded. */
-  readonly #known = new Set<string>()
-  /** With `conflicts: 'reject'`: what each key held when this request first read it. */
-  #reads: ReadLog | undefined
 
   constructor(ctx: Context, config: SessionConfig) {
     this.ctx = ctx
     this.config = config
-    if (config.conflicts === 'reject') this.#reads = new ReadLog()
+    this.changes = new Changes(config.conflicts === 'reject')
   }
 
   // ---- the id the request carries ----
@@ -162,10 +151,7 @@ export class SessionState {
     const hasData = session !== undefined && Object.keys(session.data).length > 0
     this.#imported = { name, expires: session?.expires, hasData }
     if (!hasData) return
-    for (const [key, value] of Object.entries(session.data)) {
-      this.data[key] = value
-      this.changed.add(key)
-    }
+    for (const [key, value] of Object.entries(session.data)) this.changes.assign(key, value)
     if (session.maxAge !== undefined) this.setMaxAge(session.maxAge)
     this.isNew = false
     this.#ensureId()
@@ -181,18 +167,12 @@ export class SessionState {
       }
     }
     this.meta = meta as Meta
-    if (this.#replaced) {
-      for (const key in record) if (!(key in this.data)) this.removed.add(key)
-      return
-    }
-    for (const key of this.changed) record[key] = this.data[key]
-    for (const key of this.removed) delete record[key]
-    this.data = record
+    this.changes.adopt(record)
   }
 
   /** Throws unless data may be read now: a lazy session must be loaded first. */
   assertReadable(key?: string): void {
-    if (this.loaded || this.#replaced || (key !== undefined && this.#known.has(key))) return
+    if (this.loaded || this.changes.replaced || (key !== undefined && this.changes.known.has(key))) return
     throw new SessionStateError(
       `${key === undefined ? 'ctx.session' : `ctx.session.${key}`} was read before the session was loaded: with ` +
         'lazy: true, call await ctx.loadSession() before reading session data (writing needs no load).',
@@ -201,39 +181,34 @@ export class SessionState {
 
   read(key: string): unknown {
     this.assertReadable(key)
-    const value = Object.hasOwn(this.data, key) ? this.#value(key) : undefined
-    this.#reads?.note(key, value)
-    return value === undefined ? undefined : this.#track().wrap(key, value)
+    return this.changes.read(key)
   }
 
   has(key: string): boolean {
     this.assertReadable(key)
-    const present = Object.hasOwn(this.data, key)
-    this.#reads?.note(key, present ? this.#value(key) : undefined)
-    return present
+    return this.changes.has(key)
+  }
+
+  keys(): string[] {
+    this.assertReadable()
+    return this.changes.keys()
+  }
+
+  toJSON(): Record<string, unknown> {
+    this.assertReadable()
+    return this.changes.toJSON()
   }
 
   assign(key: string, value: unknown): void {
     if (key === 'maxAge') return this.setMaxAge(value)
-    assertDataKey(key)
     this.#assertLive()
-    const raw = this.#track().unwrap(value)
-    if (raw === undefined) return this.remove(key)
-    assertStorable(key, raw)
-    this.data[key] = raw
-    this.changed.add(key)
-    this.removed.delete(key)
-    this.#known.add(key)
-    this.#ensureId()
+    this.changes.assign(key, value)
+    if (this.changes.changed.has(key)) this.#ensureId()
   }
 
   remove(key: string): void {
-    assertDataKey(key)
     this.#assertLive()
-    delete this.data[key]
-    this.changed.delete(key)
-    this.removed.add(key)
-    this.#known.add(key)
+    this.changes.remove(key)
   }
 
   /** `ctx.session = value`: `null` destroys; an object replaces all data (a new session after `null`). */
@@ -242,28 +217,9 @@ export class SessionState {
     if (typeof value !== 'object' || Array.isArray(value)) {
       throw new TypeError('ctx.session can only be set to null (to destroy it) or to a plain object (to replace its data)')
     }
-    const entries = Object.entries(this.#track().unwrap(value as object))
-    for (const [key, item] of entries) {
-      assertDataKey(key)
-      if (item !== undefined) assertStorable(key, item)
-    }
     if (this.destroyed) this.#startNew()
-    const data: Record<string, unknown> = Object.create(null)
-    for (const [key, item] of entries) if (item !== undefined) data[key] = item
-    for (const key in this.data) if (!(key in data)) this.removed.add(key)
-    for (const key in data) {
-      this.changed.add(key)
-      this.removed.delete(key)
-    }
-    this.data = data
-    if (!this.loaded) this.#replaced = true
+    this.changes.replace(value, this.loaded)
     this.#ensureId()
-  }
-
-  keys(): string[] {
-    this.assertReadable()
-    this.#reads?.noteAll(this.data)
-    return Object.keys(this.data)
   }
 
   get maxAge(): number | 'session' {
@@ -287,36 +243,28 @@ export class SessionState {
     return expires === undefined ? undefined : new Date(expires)
   }
 
-  toJSON(): Record<string, unknown> {
-    this.assertReadable()
-    this.#reads?.noteAll(this.data)
-    const data: Record<string, unknown> = {}
-    for (const key in this.data) data[key] = this.#value(key)
-    return data
-  }
-
   // ---- explicit operations (the session's methods) ----
 
   async setNow(key: string, value: unknown): Promise<void> {
     assertDataKey(key)
-    const raw = this.#track().unwrap(value)
+    const raw = this.changes.unwrap(value)
     if (raw === undefined) return this.unsetNow(key)
     assertStorable(key, raw)
     await this.#write({ set: { [key]: raw } })
-    this.#settle(key, raw)
+    this.changes.settle(key, raw)
   }
 
   async unsetNow(key: string): Promise<void> {
     assertDataKey(key)
     if (this.#stored) await this.#write({ unset: [key] })
-    this.#settle(key, undefined)
+    this.changes.settle(key, undefined)
   }
 
   async increment(key: string, by = 1): Promise<number> {
     assertDataKey(key)
     if (typeof by !== 'number' || !Number.isFinite(by)) throw new SessionValueError(key, 'increment(key, by) needs a finite number as by')
     this.#assertLive()
-    const current = this.loaded || this.#known.has(key) ? this.#value(key) : undefined
+    const current = this.loaded || this.changes.known.has(key) ? this.changes.value(key) : undefined
     if (current !== undefined && typeof current !== 'number') {
       throw new SessionValueError(key, 'cannot increment: it does not hold a number')
     }
@@ -333,7 +281,7 @@ export class SessionState {
       this.#expiryMoved = true
       emit(this.ctx, 'session:saved', { ctx: this.ctx, id })
     }
-    this.#settle(key, sum)
+    this.changes.settle(key, sum)
     return sum
   }
 
@@ -351,20 +299,19 @@ export class SessionState {
     this.incomingId()
     await this.#knowLifetime()
     for (let attempt = 0; attempt <= retries; attempt++) {
-      // Racing writers that all retry at once would collide again: back off a random, growing while.
-      if (attempt > 0) await sleep(Math.random() * Math.min(1000, 5 * 2 ** attempt))
+      await backOff(attempt)
       // A session not stored yet is known to nobody else: what this request holds is the truth.
       const id = this.#stored ? (this.id as string) : undefined
       const record = id === undefined ? undefined : await this.#call('get', id, () => this.config.store.get(this.#key(id)))
-      const current = id === undefined ? this.data[key] : record?.[key]
+      const current = id === undefined ? this.changes.value(key) : record?.[key]
       const before = current === undefined ? undefined : encodeValue(current)
-      const next = this.#track().unwrap(fn(current))
+      const next = this.changes.unwrap(fn(current))
       if (next instanceof Promise) throw new TypeError(`update("${key}", fn): fn must be synchronous; it returned a promise`)
       if (next !== undefined) assertStorable(key, next)
       const patch = next === undefined ? { unset: [key] } : { set: { [key]: next } }
       const expect = id === undefined ? undefined : { [key]: before === undefined ? undefined : decodeValue(before) }
       if (await this.#write(patch, expect)) {
-        this.#settle(key, next)
+        this.changes.settle(key, next)
         return next
       }
     }
@@ -376,22 +323,19 @@ export class SessionState {
 
   async save(): Promise<void> {
     if (this.destroyed) return this.commit()
-    if (this.#replaced && !this.loaded) await this.load()
-    const patch = this.#pendingPatch()
+    if (this.changes.replaced && !this.loaded) await this.load()
+    const patch = this.changes.pending()
     if (patch || !this.#stored || this.#metaChanged.size > 0) await this.#writePending(patch ?? {})
     this.#sendId()
   }
 
   async reload(): Promise<void> {
     this.incomingId()
-    this.changed.clear()
-    this.removed.clear()
-    this.#replaced = false
+    this.changes.clear()
+    if (this.changes.reads) this.changes.reads = new ReadLog()
     this.#metaChanged.clear()
-    this.data = Object.create(null)
     this.meta = Object.create(null)
     this.#loading = undefined
-    if (this.#reads) this.#reads = new ReadLog()
     if (!this.#stored || this.id === undefined) {
       this.loaded = true
       return
@@ -451,7 +395,7 @@ export class SessionState {
     this.incomingId()
     this.#assertWritable()
     const oldId = this.#stored ? this.id : undefined
-    const data = keep && !this.destroyed ? this.data : Object.create(null)
+    const data = keep && !this.destroyed ? this.changes.data : Object.create(null)
     const maxAge = keep ? this.meta[MAX_AGE] : undefined
     const user = userId ?? (keep ? this.meta[USER] : undefined)
     const wasNew = this.isNew
@@ -459,8 +403,8 @@ export class SessionState {
     // The session moved to a new id; it did not begin (as in koa-session), unless it starts empty.
     if (keep) this.isNew = wasNew
     if (keep) {
-      this.data = data
-      for (const key in data) this.changed.add(key)
+      this.changes.data = data
+      for (const key in data) this.changes.changed.add(key)
       if (maxAge !== undefined) this.setMaxAge(maxAge)
     }
     if (user !== undefined) {
@@ -470,7 +414,7 @@ export class SessionState {
       this.meta[USER] = user
       this.meta[INDEX_UNTIL] = await this.#call('index', id, () => bindSession(this.config.store, key, id, until))
     }
-    if (keep || user !== undefined) await this.#write(this.#pendingPatch() ?? {})
+    if (keep || user !== undefined) await this.#write(this.changes.pending() ?? {})
     if (oldId === undefined) return
     if (graceMs) await this.#retire(oldId, graceMs)
     else await this.#destroyStored(oldId)
@@ -486,9 +430,9 @@ export class SessionState {
 
   /** Writes what the request changed, refreshes the expiry when due, and sends the id. */
   async commit(): Promise<void> {
-    if (this.#replaced && !this.loaded) await this.load()
+    if (this.changes.replaced && !this.loaded) await this.load()
     for (const id of this.#doomed.splice(0)) await this.#destroyStored(id)
-    const patch = this.#pendingPatch()
+    const patch = this.changes.pending()
     if (!this.destroyed) {
       if (patch || this.#metaChanged.size > 0 || (!this.#stored && this.config.saveUninitialized)) {
         await this.#writePending(patch ?? {})
@@ -553,7 +497,8 @@ export class SessionState {
 
   /** Writes the pending patch; with `conflicts: 'reject'`, only if every key it read still holds. */
   async #writePending(patch: Omit<Patch, 'ttlMs'>): Promise<void> {
-    const expect = this.#stored ? this.#reads?.expect([...this.changed, ...this.removed]) : undefined
+    const { changed, removed, reads } = this.changes
+    const expect = this.#stored ? reads?.expect([...changed, ...removed]) : undefined
     if (await this.#write(patch, expect)) return
     const id = this.id as string
     throw new SessionConflictError(await changedKey(this.config.store, this.#key(id), expect ?? {}))
@@ -571,7 +516,7 @@ export class SessionState {
     const id = this.#ensureId()
     const now = Date.now()
     const set: Record<string, unknown> = { ...patch.set }
-    this.#checkSize(set)
+    this.changes.assertSize(set, this.loaded, this.config.maxBytes)
     if (created) {
       this.meta[CREATED] = now
       set[CREATED] = now
@@ -604,14 +549,7 @@ export class SessionState {
     this.#stored = true
     this.#expiryMoved = true
     this.#metaChanged.clear()
-    for (const key of Object.keys(patch.set ?? {})) {
-      this.changed.delete(key)
-      this.#reads?.wrote(key, patch.set?.[key])
-    }
-    for (const key of patch.unset ?? []) {
-      this.removed.delete(key)
-      this.#reads?.wrote(key, undefined)
-    }
+    this.changes.written(patch)
     if (created) emit(this.ctx, 'session:created', { ctx: this.ctx, id })
     emit(this.ctx, 'session:saved', { ctx: this.ctx, id })
     return true
@@ -625,15 +563,6 @@ export class SessionState {
     if (this.config.absoluteMaxAge !== undefined && !this.loaded && this.#stored) await this.load()
   }
 
-  /** After an explicit write of `key`: this request knows its value, and nothing of it is pending. */
-  #settle(key: string, value: unknown): void {
-    if (value === undefined) delete this.data[key]
-    else this.data[key] = value
-    this.changed.delete(key)
-    this.removed.delete(key)
-    this.#known.add(key)
-  }
-
   #assertConditionalStore(feature: string): void {
     if (!this.config.store.applyIf) {
       throw new SessionOptionError(
@@ -641,36 +570,6 @@ export class SessionState {
           '(fromWholeObjectStore cannot offer one: its stores keep whole objects). Use MemoryStore, RedisStore or MongoStore.',
       )
     }
-  }
-
-  #pendingPatch(): Omit<Patch, 'ttlMs'> | undefined {
-    if (this.changed.size === 0 && this.removed.size === 0) return undefined
-    const set: Record<string, unknown> = {}
-    for (const key of this.changed) set[key] = this.#value(key)
-    return this.removed.size > 0 ? { set, unset: [...this.removed] } : { set }
-  }
-
-  /** The session's encoded size after writing `set` (what is not loaded is not counted). */
-  #checkSize(set: Record<string, unknown>): void {
-    let bytes = 2
-    const add = (key: string, text: string) => (bytes += Buffer.byteLength(key) + Buffer.byteLength(text) + 4)
-    for (const key in set) add(key, encodeValue(set[key]))
-    if (this.loaded) {
-      for (const key in this.data) {
-        const value = this.data[key]
-        if (!(key in set)) add(key, value instanceof Encoded ? value.text : encodeValue(value))
-      }
-    }
-    if (bytes > this.config.maxBytes) throw new SessionTooLargeError(bytes, this.config.maxBytes)
-  }
-
-  /** A key's value, decoded on first access when it arrived encoded. */
-  #value(key: string): unknown {
-    const value = this.data[key]
-    if (!(value instanceof Encoded)) return value
-    const decoded = decodeValue(value.text)
-    this.data[key] = decoded
-    return decoded
   }
 
   /** Reads a record, through the store's encoded fast path when it has one. */
@@ -760,25 +659,13 @@ export class SessionState {
     this.#stored = false
     this.destroyed = false
     this.loaded = true
-    this.#replaced = false
     this.#metaChanged.clear()
-    this.data = Object.create(null)
     this.meta = Object.create(null)
-    this.changed.clear()
-    this.removed.clear()
-    this.#known.clear()
+    this.changes.clear()
   }
 
   #assertLive(): void {
     if (this.destroyed) {
       throw new SessionStateError('this session was destroyed in this request; assign ctx.session = {} to start a new one')
     }
-  }
-
-  #track(): Tracker {
-    return (this.#tracker ??= new Tracker((key) => {
-      this.changed.add(key)
-      this.removed.delete(key)
-    }))
-  }
-}
+  }}

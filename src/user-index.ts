@@ -8,7 +8,7 @@
  * back), and a bound session extends the index before its own expiry passes the index's. Entries
  * are pruned when the index is read and their session is gone.
  */
-import { setTimeout as sleep } from 'node:timers/promises'
+import { backOff } from './conflicts.js'
 import { SessionConflictError, SessionStoreError } from './errors.js'
 import { CREATED, EXPIRES, LAST_WRITE } from './lifetime.js'
 import type { Store } from './store.js'
@@ -50,7 +50,7 @@ async function casIndex(
   const applyIf = store.applyIf?.bind(store)
   if (!applyIf) throw new TypeError('the per-user index needs a store with a conditional write (applyIf)')
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-    if (attempt > 0) await sleep(Math.random() * Math.min(1000, 5 * 2 ** attempt))
+    await backOff(attempt)
     const index = await store.get(key)
     const current = typeof index?.[INDEX_EXPIRES] === 'number' ? (index[INDEX_EXPIRES] as number) : undefined
     const next = change(current)

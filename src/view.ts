@@ -173,8 +173,7 @@ const HANDLER: ProxyHandler<Target> = {
   getOwnPropertyDescriptor(target, key) {
     if (typeof key === 'symbol') return undefined
     const state = target[STATE]
-    state.assertReadable(key)
-    if (!Object.hasOwn(state.data, key)) return undefined
+    if (!state.has(key)) return undefined
     return { value: state.read(key), writable: true, enumerable: true, configurable: true }
   },
 }

@@ -19,8 +19,8 @@ interface Entry {
   expiresAt: number
 }
 
-// Expired entries are dropped when met; every SWEEP_EVERY writes, up to SWEEP_SCAN of the least
-// recently used entries are also checked, so memory is reclaimed without a timer.
+// Expired entries are dropped when met; every SWEEP_EVERY writes, SWEEP_SCAN more entries are also
+// checked (a sweep goes round the store), so memory is reclaimed without a timer.
 const SWEEP_EVERY = 64
 const SWEEP_SCAN = 32
 
@@ -108,24 +108,39 @@ export class MemoryStore implements Store {
     if (++this.#writes % SWEEP_EVERY === 0) this.#sweep()
   }
 
-  /**
-   * Evicts the least recently used sessions: a 1/64 of the bound at once, because finding the
-   * front of a Map walks past every entry deleted there, and one walk per write would cost more.
-   */
+  // Finding the front of a Map walks past every entry deleted there, so a walk from the start on
+  // every write would slow writes down as the store churns. These cursors go on from where they
+  // stopped: a live Map iterator sees entries re-inserted behind it, so what it yields next is
+  // always the least recently used entry it has not passed yet.
+  #evictCursor: Iterator<string> | undefined
+  #sweepCursor: Iterator<[string, Entry]> | undefined
+
+  /** Evicts the least recently used session. */
   #evictOldest(): void {
-    let excess = this.#entries.size - this.#maxSessions + Math.floor(this.#maxSessions / 64)
-    for (const id of this.#entries.keys()) {
-      if (excess-- <= 0) break
-      this.#entries.delete(id)
+    for (;;) {
+      this.#evictCursor ??= this.#entries.keys()
+      const next = this.#evictCursor.next()
+      if (next.done) {
+        this.#evictCursor = undefined
+        continue
+      }
+      this.#entries.delete(next.value)
+      return
     }
   }
 
+  /** Drops expired sessions among the next few, continuing where the last sweep stopped. */
   #sweep(): void {
     const now = Date.now()
-    let scanned = 0
-    for (const [id, entry] of this.#entries) {
-      if (++scanned > SWEEP_SCAN) break
-      if (entry.expiresAt <= now) this.#entries.delete(id)
+    this.#sweepCursor ??= this.#entries.entries()
+    for (let scanned = 0; scanned < SWEEP_SCAN; scanned++) {
+      const next = this.#sweepCursor.next()
+      if (next.done) {
+        this.#sweepCursor = undefined
+        return
+      }
+      const [id, entry] = next.value
+      if (entry.expiresAt <= now && this.#entries.get(id) === entry) this.#entries.delete(id)
     }
   }
 }
