@@ -70,6 +70,20 @@ describe('two app processes on one Redis', () => {
     await redis?.close()
   })
 
+  it('destroyByUser ends 50 sessions of one user opened through both processes, except the current one', async () => {
+    const [a, b] = apps.map((app) => app.url) as [string, string]
+    const user = `user-${process.pid}-${Date.now()}`
+    const clients = Array.from({ length: 50 }, () => new Client(''))
+    await Promise.all(clients.map((client, i) => client.request(`${i % 2 === 0 ? a : b}/login?user=${user}`, { method: 'POST' })))
+    const current = clients[7] as Client
+    const ended = (await current.request(`${a}/logout-others?user=${user}`, { method: 'POST' })).json as { ended: string[] }
+    assert.equal(ended.ended.length, 49)
+    const alive = await Promise.all(
+      clients.map(async (client, i) => Object.keys(((await client.get(`${i % 2 === 0 ? b : a}/read`)).json as { data: object }).data).length > 0),
+    )
+    assert.deepEqual(alive.flatMap((isAlive, i) => (isAlive ? [i] : [])), [7])
+  })
+
   it('loses no update from 300 parallel requests for one session spread over both processes', async (t) => {
     const [a, b] = apps.map((app) => app.url) as [string, string]
     const client = new Client('')
