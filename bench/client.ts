@@ -6,6 +6,9 @@
 
 export type Jar = Map<string, string>
 
+/** No request of the benchmark's own waits longer than this: a stuck app fails the run. */
+export const REQUEST_TIMEOUT_MS = 10_000
+
 /** Applies a response's Set-Cookie headers to `jar`, in the order the response lists them. */
 export function keepCookies(jar: Jar, response: Response): void {
   for (const header of response.headers.getSetCookie()) {
@@ -27,7 +30,7 @@ export function cookieHeader(jar: Jar): string {
 
 /** GETs `path` with the jar's cookies, keeps the cookies it sends back, and returns its body. */
 export async function get(base: string, path: string, jar: Jar): Promise<string> {
-  const response = await fetch(base + path, { headers: { cookie: cookieHeader(jar) } })
+  const response = await fetch(base + path, { headers: { cookie: cookieHeader(jar) }, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
   keepCookies(jar, response)
   const body = await response.text()
   if (response.status !== 200) throw new Error(`GET ${path} answered ${response.status}: ${body.slice(0, 200)}`)

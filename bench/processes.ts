@@ -187,3 +187,10 @@ export async function quietMoment(share: number, maxSeconds: number): Promise<vo
     if (foreignCores(before, await foreignCpu(), 1) <= share) return
   }
 }
+
+/** CPU seconds that core `cpu` spent running anything (user, nice, system) or lost to the host (steal). */
+export async function cpuBusySeconds(cpu: number): Promise<number> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n').find((l) => l.startsWith(`cpu${cpu} `)) ?? ''
+  const [user = 0, nice = 0, system = 0, , , , , steal = 0] = line.split(/\s+/).slice(1).map(Number)
+  return (user + nice + system + steal) / CLOCK_TICKS_PER_SECOND
+}

@@ -4,7 +4,7 @@
  * (the response that arrives last sets them), then reads the session back: every key that does
  * not hold the round's number is a lost update.
  */
-import { get, keepCookies, cookieHeader, type Jar } from './client.js'
+import { cookieHeader, get, keepCookies, REQUEST_TIMEOUT_MS, type Jar } from './client.js'
 
 export interface RaceResult {
   lost: number
@@ -18,7 +18,7 @@ export async function race(base: string, loginIndex: number, rounds = 200): Prom
   for (let round = 1; round <= rounds; round++) {
     const cookie = cookieHeader(jar)
     const change = async (key: string): Promise<void> => {
-      const response = await fetch(`${base}/race?k=${key}&v=${round}`, { headers: { cookie } })
+      const response = await fetch(`${base}/race?k=${key}&v=${round}`, { headers: { cookie }, signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
       // Kept as each response completes, so the later arrival wins, as in a browser.
       keepCookies(jar, response)
       await response.arrayBuffer()
