@@ -29,6 +29,8 @@ export interface RedisServer {
   cli(...args: string[]): Promise<string>
   /** Stops the process by PID (SIGTERM by default; SIGKILL to simulate a crash) and waits for it to exit. */
   stop(signal?: NodeJS.Signals): Promise<void>
+  /** Sends a signal to the running process, if it runs (SIGSTOP / SIGCONT to stall it). */
+  signal(signal: NodeJS.Signals): void
   /** Starts it again on the same port, with the same directory and arguments. */
   restart(): Promise<void>
   /** Stops it and removes its directory. */
@@ -79,6 +81,9 @@ async function serve(port: number, dir: string, config: string[]): Promise<Redis
     },
     async stop(signal = 'SIGTERM') {
       await kill(child, signal)
+    },
+    signal(signal) {
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, signal)
     },
     async restart() {
       await kill(child, 'SIGTERM')
@@ -135,11 +140,48 @@ function ping(port: number): Promise<boolean> {
   })
 }
 
+// Redis waits 5 s before a diskless full sync, for more replicas to share it; tests have one.
+const NO_SYNC_DELAY = ['--repl-diskless-sync-delay', '0']
+
+/** Starts a replica of `master` and waits until the master counts it as online (in sync). */
+export async function startReplica(master: RedisServer, args: string[] = []): Promise<RedisServer> {
+  await master.cli('config', 'set', 'repl-diskless-sync-delay', '0')
+  const replica = await startRedis(['--replicaof', HOST, String(master.port), ...NO_SYNC_DELAY, ...args])
+  try {
+    await waitUntil(`replica ${replica.port} in sync with ${master.port}`, 10_000, async () =>
+      (await master.cli('info', 'replication')).includes(`port=${replica.port},state=online`),
+    )
+  } catch (error) {
+    await replica.close()
+    throw error
+  }
+  return replica
+}
+
+/** Polls `check` every 50 ms until it holds; throws naming `what` after `timeoutMs`. */
+export async function waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
 /** The master group name `startSentinel` monitors. */
 export const SENTINEL_MASTER = 'mymaster'
 
+export interface SentinelOptions {
+  /** Sentinels that must agree the master is down before a failover. Default 1. */
+  quorum?: number
+  /** How long the master must be unreachable to be considered down. Default 2000. */
+  downAfterMs?: number
+  /** Sentinel's failover-timeout. Default Sentinel's own (3 minutes). */
+  failoverTimeoutMs?: number
+}
+
 /** Starts a Sentinel (redis-server --sentinel) monitoring `master` as `SENTINEL_MASTER`. */
-export async function startSentinel(master: RedisServer): Promise<RedisServer> {
+export async function startSentinel(master: RedisServer, options: SentinelOptions = {}): Promise<RedisServer> {
+  const { quorum = 1, downAfterMs = 2000, failoverTimeoutMs } = options
   const dir = await mkdtemp(join(tmpdir(), 'koa-atomic-session-sentinel-'))
   const port = await freePort()
   const file = join(dir, 'sentinel.conf')
@@ -149,8 +191,9 @@ export async function startSentinel(master: RedisServer): Promise<RedisServer> {
       `port ${port}`,
       `bind ${HOST}`,
       `dir ${dir}`,
-      `sentinel monitor ${SENTINEL_MASTER} ${HOST} ${master.port} 1`,
-      `sentinel down-after-milliseconds ${SENTINEL_MASTER} 2000`,
+      `sentinel monitor ${SENTINEL_MASTER} ${HOST} ${master.port} ${quorum}`,
+      `sentinel down-after-milliseconds ${SENTINEL_MASTER} ${downAfterMs}`,
+      ...(failoverTimeoutMs === undefined ? [] : [`sentinel failover-timeout ${SENTINEL_MASTER} ${failoverTimeoutMs}`]),
       '',
     ].join('\n'),
   )
@@ -163,29 +206,43 @@ export async function startSentinel(master: RedisServer): Promise<RedisServer> {
 }
 
 export interface RedisCluster {
+  /** Every node: the masters first, then (with `replicas`) the replicas, as created. */
   readonly nodes: RedisServer[]
-  /** Every master's address, for a cluster client's root nodes. */
+  /** Every master's address as created, for a cluster client's root nodes. */
   readonly addresses: Array<{ host: string; port: number }>
   close(): Promise<void>
 }
 
-/** Starts three masters with cluster mode on, joins them into one cluster, and waits for `cluster_state:ok`. */
-export async function startCluster(): Promise<RedisCluster> {
+export interface ClusterOptions {
+  /** Replicas per master. Default 0. */
+  replicas?: number
+  /** cluster-node-timeout: how long a node may be unreachable before it is failed over. Default 2000. */
+  nodeTimeoutMs?: number
+}
+
+/**
+ * Starts three masters (and `replicas` replicas of each) with cluster mode on, joins them into one
+ * cluster, and waits for `cluster_state:ok` on every node and every replica in sync.
+ */
+export async function startCluster(options: ClusterOptions = {}): Promise<RedisCluster> {
+  const { replicas = 0, nodeTimeoutMs = 2000 } = options
   const nodes: RedisServer[] = []
   try {
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 3 * (1 + replicas); i++) {
       const bus = await freePort()
       nodes.push(
         await startRedis([
           '--cluster-enabled', 'yes',
           '--cluster-config-file', 'nodes.conf',
           '--cluster-port', String(bus),
-          '--cluster-node-timeout', '2000',
+          '--cluster-node-timeout', String(nodeTimeoutMs),
+          ...NO_SYNC_DELAY,
         ]),
       )
     }
     const addresses = nodes.map((node) => `${HOST}:${node.port}`)
-    await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', '0', '--cluster-yes'])
+    // redis-cli makes the first three the masters, and the rest their replicas.
+    await run('redis-cli', ['--cluster', 'create', ...addresses, '--cluster-replicas', String(replicas), '--cluster-yes'])
     const deadline = Date.now() + 15_000
     for (const node of nodes) {
       while (!(await node.cli('cluster', 'info')).includes('cluster_state:ok')) {
@@ -193,13 +250,18 @@ export async function startCluster(): Promise<RedisCluster> {
         await sleep(50)
       }
     }
+    for (const node of nodes.slice(3)) {
+      await waitUntil(`cluster replica ${node.port} in sync`, 15_000, async () =>
+        (await node.cli('info', 'replication')).includes('master_link_status:up'),
+      )
+    }
   } catch (error) {
     await Promise.all(nodes.map((node) => node.close()))
     throw error
   }
   return {
     nodes,
-    addresses: nodes.map((node) => ({ host: HOST, port: node.port })),
+    addresses: nodes.slice(0, 3).map((node) => ({ host: HOST, port: node.port })),
     close: async () => {
       await Promise.all(nodes.map((node) => node.close()))
     },

@@ -5,7 +5,9 @@
  * middleware's prefix and the session id) lives in the hash `prefix + id`, one field per top-level
  * key, each value JSON-encoded; the hash's TTL is the session's expiry. Every operation is one
  * round trip: get = HGETALL; apply = MULTI HSET HDEL PEXPIRE EXEC; increment and applyIf = one Lua
- * script on that one hash (so they work on Cluster); touch = PEXPIRE; destroy = DEL.
+ * script on that one hash (so they work on Cluster); touch = PEXPIRE; destroy = DEL. With
+ * `waitReplicas`, every write is followed, in the same round trip and on the same connection, by
+ * `WAIT waitReplicas waitTimeoutMs` (see `#write`).
  */
 import { SessionValueError } from '../../errors.js'
 import type { ConditionalPatch, Patch, Store } from '../../store.js'
@@ -13,6 +15,7 @@ import { decodeRecord, encodeValue } from '../../values.js'
 import { isIoRedisClient, openIoRedis, IoRedisAdapter, type IoRedisClient, type IoRedisOptions, type OwnConnection } from './ioredis.js'
 import { isNodeRedisClient, NodeRedisAdapter, type NodeRedisClient } from './node-redis.js'
 import { APPLY_IF, INCREMENT, NOT_A_NUMBER, type Script } from './scripts.js'
+import { notConfirmed, transactionCommands, type Wait } from './wait.js'
 
 export type { IoRedisClient, IoRedisOptions } from './ioredis.js'
 export type { NodeRedisClient } from './node-redis.js'
@@ -38,6 +41,22 @@ export interface RedisStoreOptions extends IoRedisOptions {
    * session store is unreachable, and the request answers 503. Default `2000`.
    */
   timeoutMs?: number
+  /**
+   * How many replicas must hold a write before it counts as saved. Default `0`: Redis's own
+   * asynchronous replication, and a change answered 2xx can vanish when a replica is promoted.
+   * With `1` or more, every write (patch, increment, conditional write, touch, destroy, the
+   * per-user index) is followed in the same round trip by `WAIT waitReplicas waitTimeoutMs`, and
+   * a write that fewer replicas confirmed fails with an error (503) that says how many did. Such
+   * a 503 means "not confirmed", not "not written": the change is on the master and may survive.
+   * Run at least `waitReplicas + 1` replicas per master to keep accepting writes through a
+   * failover; with exactly `waitReplicas`, writes fail until a replica is back, while reads go on.
+   */
+  waitReplicas?: number
+  /**
+   * How long, in milliseconds, Redis waits for the replicas of `waitReplicas` to confirm a write.
+   * Default `200`; it must be shorter than `timeoutMs`, which bounds the whole operation.
+   */
+  waitTimeoutMs?: number
 }
 
 /**
@@ -56,11 +75,20 @@ interface RedisAdapter {
   del(key: string): Promise<unknown>
   /** EVALSHA with one key, falling back to EVAL when the server does not know the script. */
   run(script: Script, key: string, args: string[]): Promise<unknown>
+  /**
+   * Sends `commands` (a write on `key`, possibly wrapped in MULTI and EXEC) and then WAIT, as one
+   * pipeline on the connection that serves `key`, following Cluster redirections with all of it;
+   * resolves with every reply, WAIT's last. Rejects with the first error reply.
+   */
+  confirm(key: string, commands: string[][], wait: Wait): Promise<unknown[]>
+  /** Why this client cannot send `confirm`, if it cannot. */
+  cannotConfirm(): string | undefined
   isReply(error: unknown): boolean
 }
 
-const OWN_OPTIONS: ReadonlySet<string> = new Set(['url', 'client', 'prefix', 'timeoutMs'])
+const OWN_OPTIONS: ReadonlySet<string> = new Set(['url', 'client', 'prefix', 'timeoutMs', 'waitReplicas', 'waitTimeoutMs'])
 const DEFAULT_TIMEOUT_MS = 2000
+const DEFAULT_WAIT_TIMEOUT_MS = 200
 // setTimeout's largest delay; a longer one fires at once.
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 
@@ -76,6 +104,12 @@ export class RedisStore implements Store {
   readonly prefix: string
   /** The longest any one operation may wait (option `timeoutMs`). */
   readonly timeoutMs: number
+  /** How many replicas must confirm every write (option `waitReplicas`); 0: none. */
+  readonly waitReplicas: number
+  /** How long Redis waits for them (option `waitTimeoutMs`). */
+  readonly waitTimeoutMs: number
+  /** WAIT's arguments when `waitReplicas` > 0. */
+  readonly #wait: Wait | undefined
   #adapter: RedisAdapter | undefined
   /** Set when the store opens its own connection (built from url or options). */
   readonly #own: Promise<OwnConnection> | undefined
@@ -85,13 +119,25 @@ export class RedisStore implements Store {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError('RedisStore options must be an object, e.g. { url: "redis://127.0.0.1:6379" } or { client }')
     }
-    const { url, client, prefix = '', timeoutMs = DEFAULT_TIMEOUT_MS } = options
+    const { url, client, prefix = '', timeoutMs = DEFAULT_TIMEOUT_MS, waitReplicas = 0, waitTimeoutMs = DEFAULT_WAIT_TIMEOUT_MS } = options
     if (typeof prefix !== 'string') throw new TypeError(`RedisStore option prefix must be a string, got ${typeof prefix}`)
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
       throw new TypeError(`RedisStore option timeoutMs must be a number of milliseconds from 1 to ${MAX_TIMEOUT_MS}, got ${String(timeoutMs)}`)
     }
+    if (!Number.isSafeInteger(waitReplicas) || waitReplicas < 0) {
+      throw new TypeError(`RedisStore option waitReplicas must be a whole number of replicas, 0 or more, got ${String(waitReplicas)}`)
+    }
+    // WAIT 0 would block forever; a wait as long as the operation's bound would always time out first.
+    if (!Number.isSafeInteger(waitTimeoutMs) || waitTimeoutMs < 1 || (waitReplicas > 0 && waitTimeoutMs >= timeoutMs)) {
+      throw new TypeError(
+        `RedisStore option waitTimeoutMs must be a whole number of milliseconds from 1 to less than timeoutMs (${timeoutMs}), got ${String(waitTimeoutMs)}`,
+      )
+    }
     this.prefix = prefix
     this.timeoutMs = timeoutMs
+    this.waitReplicas = waitReplicas
+    this.waitTimeoutMs = waitTimeoutMs
+    this.#wait = waitReplicas > 0 ? { replicas: waitReplicas, timeoutMs: waitTimeoutMs } : undefined
     const connection: Record<string, unknown> = {}
     for (const [name, value] of Object.entries(options)) if (!OWN_OPTIONS.has(name)) connection[name] = value
 
@@ -101,6 +147,8 @@ export class RedisStore implements Store {
         throw new TypeError(`RedisStore option client cannot be combined with ${extra.join(', ')}: configure the client itself`)
       }
       this.#adapter = adapterFor(client)
+      const unsupported = this.#wait && this.#adapter.cannotConfirm()
+      if (unsupported) throw new TypeError(`RedisStore option waitReplicas cannot be used with this client: ${unsupported}`)
       return
     }
     if (url !== undefined && (typeof url !== 'string' || url === '')) {
@@ -121,23 +169,26 @@ export class RedisStore implements Store {
     const removed = patch.unset ?? []
     const ttlMs = ttlOf(patch.ttlMs)
     if (fields.length === 0 && removed.length === 0) {
-      await this.#run('PEXPIRE', (redis) => redis.pexpire(key, ttlMs))
+      if (this.#wait) await this.#write('PEXPIRE', key, [['PEXPIRE', key, String(ttlMs)]])
+      else await this.#run('PEXPIRE', (redis) => redis.pexpire(key, ttlMs))
       return
     }
-    await this.#run('MULTI/EXEC', (redis) => redis.transaction(key, fields, removed, ttlMs))
+    if (this.#wait) await this.#write('MULTI/EXEC', key, transactionCommands(key, fields, removed, ttlMs))
+    else await this.#run('MULTI/EXEC', (redis) => redis.transaction(key, fields, removed, ttlMs))
   }
 
   async increment(id: string, key: string, by: number, ttlMs: number): Promise<number> {
     const hash = this.prefix + id
     const args = [key, String(by), String(ttlOf(ttlMs)), Number.isSafeInteger(by) ? '1' : '0']
-    const reply = await this.#run('EVALSHA (increment)', (redis) =>
-      redis.run(INCREMENT, hash, args).catch((error: unknown) => {
-        if (error instanceof Error && error.message.includes(NOT_A_NUMBER)) {
-          throw new SessionValueError(key, 'cannot increment: it does not hold a number')
-        }
-        throw error
-      }),
-    )
+    const notANumber = (error: unknown): never => {
+      if (error instanceof Error && error.message.includes(NOT_A_NUMBER)) {
+        throw new SessionValueError(key, 'cannot increment: it does not hold a number')
+      }
+      throw error
+    }
+    const reply = this.#wait
+      ? await this.#writeScript('EVALSHA (increment)', INCREMENT, hash, args).catch(notANumber)
+      : await this.#run('EVALSHA (increment)', (redis) => redis.run(INCREMENT, hash, args).catch(notANumber))
     const sum = typeof reply === 'number' ? reply : Number(reply)
     if (!Number.isFinite(sum)) throw new Error(`Redis answered the increment of "${key}" with ${String(reply)}, not a number`)
     return sum
@@ -146,12 +197,14 @@ export class RedisStore implements Store {
   async touch(id: string, ttlMs: number): Promise<void> {
     const key = this.prefix + id
     const ttl = ttlOf(ttlMs)
-    await this.#run('PEXPIRE', (redis) => redis.pexpire(key, ttl))
+    if (this.#wait) await this.#write('PEXPIRE', key, [['PEXPIRE', key, String(ttl)]])
+    else await this.#run('PEXPIRE', (redis) => redis.pexpire(key, ttl))
   }
 
   async destroy(id: string): Promise<void> {
     const key = this.prefix + id
-    await this.#run('DEL', (redis) => redis.del(key))
+    if (this.#wait) await this.#write('DEL', key, [['DEL', key]])
+    else await this.#run('DEL', (redis) => redis.del(key))
   }
 
   async applyIf(id: string, patch: ConditionalPatch): Promise<boolean> {
@@ -163,7 +216,10 @@ export class RedisStore implements Store {
     for (const [field, value] of expected) args.push(field, value === undefined ? '' : encodeValue(value))
     for (const field of fields) args.push(field)
     for (const field of patch.unset ?? []) args.push(field)
-    const reply = await this.#run('EVALSHA (applyIf)', (redis) => redis.run(APPLY_IF, key, args))
+    const reply = this.#wait
+      ? // A conflict wrote nothing, so there is nothing for replicas to confirm.
+        await this.#writeScript('EVALSHA (applyIf)', APPLY_IF, key, args, (written) => Number(written) === 1)
+      : await this.#run('EVALSHA (applyIf)', (redis) => redis.run(APPLY_IF, key, args))
     return Number(reply) === 1
   }
 
@@ -206,6 +262,39 @@ export class RedisStore implements Store {
         },
       )
     })
+  }
+
+  /**
+   * A write when `waitReplicas` > 0: `commands`, then `WAIT waitReplicas waitTimeoutMs`, in one
+   * round trip on the connection that serves `key` (see wait.ts for why there). `noScript`: the
+   * commands to send instead when the server does not know the script. Resolves with the write's
+   * replies; rejects when fewer replicas confirmed a write that `wrote` says happened.
+   */
+  async #write(command: string, key: string, commands: string[][], wrote?: (replies: unknown[]) => boolean, noScript?: string[][]): Promise<unknown[]> {
+    const wait = this.#wait as Wait
+    const replies = await this.#run(command, (redis) =>
+      redis.confirm(key, commands, wait).catch((error: unknown) => {
+        // Script caches are per server and emptied by restarts and failovers: send the source once.
+        if (noScript && error instanceof Error && error.message.startsWith('NOSCRIPT')) return redis.confirm(key, noScript, wait)
+        throw error
+      }),
+    )
+    const confirmed = Number(replies.pop())
+    for (const reply of replies) {
+      // EXEC answers an array that holds the error of any command that failed inside it.
+      if (Array.isArray(reply)) for (const inner of reply) if (inner instanceof Error) throw inner
+    }
+    if (!(confirmed >= wait.replicas) && (wrote === undefined || wrote(replies))) {
+      throw new RedisStoreError(`Redis session store: ${notConfirmed(command, confirmed, wait)}`)
+    }
+    return replies
+  }
+
+  /** `#write` of a script (EVALSHA, or EVAL when the server lost it); resolves with its reply. */
+  async #writeScript(command: string, script: Script, key: string, args: string[], wrote?: (reply: unknown) => boolean): Promise<unknown> {
+    const written = wrote && ((replies: unknown[]) => wrote(replies[0]))
+    const evalsha = [['EVALSHA', script.sha, '1', key, ...args]]
+    return (await this.#write(command, key, evalsha, written, [['EVAL', script.source, '1', key, ...args]]))[0]
   }
 
   async #sendWhenReady<T>(command: string, send: (redis: RedisAdapter) => Promise<T>, late: () => boolean): Promise<T> {

@@ -6,6 +6,7 @@
  */
 import { debuglog } from 'node:util'
 import type { Script } from './scripts.js'
+import type { Wait } from './wait.js'
 
 const debug = debuglog('koa-atomic-session:redis')
 
@@ -19,6 +20,7 @@ export interface IoRedisClient {
   evalsha(sha: string, numberOfKeys: number, ...keysAndArgs: string[]): Promise<unknown>
   eval(script: string, numberOfKeys: number, ...keysAndArgs: string[]): Promise<unknown>
   multi(): IoRedisTransaction
+  pipeline(): unknown
   connect(): Promise<void>
   quit(): Promise<unknown>
   disconnect(): void
@@ -30,6 +32,14 @@ interface IoRedisTransaction {
   hset(key: string, ...fieldsAndValues: string[]): IoRedisTransaction
   hdel(key: string, ...fields: string[]): IoRedisTransaction
   pexpire(key: string, milliseconds: number): IoRedisTransaction
+  exec(): Promise<Array<[error: Error | null, result: unknown]> | null>
+}
+
+/** The parts of an ioredis `Pipeline` that `confirm` uses. */
+interface IoRedisPipeline {
+  call(command: string, ...args: string[]): unknown
+  /** Every command goes through here; own property while `confirm` builds the pipeline. */
+  sendCommand(command: { inTransaction: boolean }): unknown
   exec(): Promise<Array<[error: Error | null, result: unknown]> | null>
 }
 
@@ -176,6 +186,49 @@ export class IoRedisAdapter {
       if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) throw error
       return this.#client.eval(script.source, 1, key, ...args)
     }
+  }
+
+  /**
+   * The write and WAIT as one ioredis pipeline: one socket write, on the connection that serves
+   * the key (on a `Cluster`, ioredis picks the node from the commands' own keys). When that node
+   * answers MOVED or ASK (or the cluster is down), ioredis resends the whole pipeline to the right
+   * node, but only if every command that succeeded is read-only or inside a transaction, since
+   * resending any other would write twice. WAIT writes nothing, so it is marked as inside the
+   * transaction (`Command#inTransaction`, as ioredis marks MULTI's own commands): the write and
+   * its WAIT are redirected together. Unmarked, every write that met a migrating slot would fail
+   * (the reshard test in test/failover/ shows it).
+   */
+  async confirm(_key: string, commands: string[][], wait: Wait): Promise<unknown[]> {
+    const pipeline = this.#client.pipeline() as IoRedisPipeline
+    const send = pipeline.sendCommand
+    let inTransaction = false
+    pipeline.sendCommand = (command) => {
+      command.inTransaction = inTransaction
+      return send.call(pipeline, command)
+    }
+    try {
+      for (const [name = '', ...args] of commands) {
+        // As ioredis marks its own MULTI: MULTI and what it queues are inside, EXEC is not.
+        if (name === 'MULTI') inTransaction = true
+        if (name === 'EXEC') inTransaction = false
+        pipeline.call(name.toLowerCase(), ...args)
+      }
+      inTransaction = true
+      pipeline.call('wait', String(wait.replicas), String(wait.timeoutMs))
+    } finally {
+      // Resends after a redirection go through ioredis's own method, which keeps these marks.
+      delete (pipeline as Partial<IoRedisPipeline>).sendCommand
+    }
+    const results = await pipeline.exec()
+    if (results === null) throw new Error('Redis discarded the pipeline')
+    // EXECABORT only says that an earlier command in the transaction failed: report that one.
+    const failed = results.find(([error]) => error !== null && !error.message.startsWith('EXECABORT')) ?? results.find(([error]) => error !== null)
+    if (failed) throw failed[0]
+    return results.map(([, result]) => result)
+  }
+
+  cannotConfirm(): string | undefined {
+    return typeof this.#client.pipeline === 'function' ? undefined : 'it has no pipeline() (ioredis 5 or later is needed)'
   }
 
   /** Whether Redis itself answered with this error (rather than the connection failing). */

@@ -5,6 +5,7 @@
  * store never opens, and never closes, a node-redis connection: the application owns it.
  */
 import type { Script } from './scripts.js'
+import { redirectionOf, type Wait } from './wait.js'
 
 interface ScriptArguments {
   keys: string[]
@@ -32,6 +33,26 @@ interface NodeRedisTransaction {
   exec(): Promise<unknown>
 }
 
+/**
+ * A `multi()` of a client or sentinel, used as a plain pipeline of raw commands. Its `addCommand`
+ * takes `(args)` on a client and `(isReadonly, args)` on a sentinel.
+ */
+interface RawPipeline {
+  addCommand(...args: unknown[]): unknown
+  execAsPipeline(): Promise<unknown[]>
+}
+
+/** What `confirm` uses of a node-redis cluster to reach the node that serves a key. */
+interface NodeRedisCluster {
+  getNodeClientForKey(key: string): Promise<NodeRedisClient>
+  readonly nodeByAddress: Map<string, unknown>
+  nodeClient(node: unknown): Promise<NodeRedisClient>
+  pTTL(key: string): Promise<unknown>
+}
+
+/** Redirections followed per write before giving up (node-redis's own default is 16). */
+const MAX_REDIRECTIONS = 16
+
 interface WithCommandOptions {
   withCommandOptions?(options: { timeout: number }): NodeRedisClient
 }
@@ -51,6 +72,9 @@ export class NodeRedisAdapter {
   readonly #client: NodeRedisClient
   /** The same client without a per-command timeout (see the constructor). */
   readonly #commands: NodeRedisClient
+  /** Set when the client is a cluster, whose nodes `confirm` addresses one by one. */
+  readonly #cluster: NodeRedisCluster | undefined
+  readonly #sentinel: boolean
   #nextReady: Promise<void> | undefined
 
   constructor(client: NodeRedisClient) {
@@ -60,6 +84,9 @@ export class NodeRedisAdapter {
     // its commands go through a view of the client with that per-command timeout turned off.
     const configurable = client as NodeRedisClient & WithCommandOptions
     this.#commands = configurable.withCommandOptions?.({ timeout: 0 }) ?? client
+    const shape = client as unknown as Record<string, unknown>
+    this.#cluster = typeof shape.nodeClient === 'function' && shape.nodeByAddress instanceof Map ? (client as unknown as NodeRedisCluster) : undefined
+    this.#sentinel = typeof shape.getMasterNode === 'function' && typeof shape.acquire === 'function'
   }
 
   state(): 'ready' | 'waiting' | 'closed' {
@@ -115,6 +142,58 @@ export class NodeRedisAdapter {
       if (!(error instanceof Error && error.message.startsWith('NOSCRIPT'))) throw error
       return this.#commands.eval(script.source, options)
     }
+  }
+
+  /**
+   * The write and WAIT as one pipeline (`execAsPipeline` of a `multi()` that holds MULTI and EXEC
+   * as raw commands), so nothing of another caller's can come between them on the connection. A
+   * cluster would send the pipeline to the key's node but not follow MOVED or ASK, so on a
+   * cluster it goes to the node client that serves the key, and a redirection sends the whole
+   * pipeline on: after MOVED to the key's new node, once a keyed read through the cluster has
+   * refreshed its slots; after ASK to the node named, behind ASKING.
+   */
+  async confirm(key: string, commands: string[][], wait: Wait): Promise<unknown[]> {
+    const all = [...commands, ['WAIT', String(wait.replicas), String(wait.timeoutMs)]]
+    const cluster = this.#cluster
+    if (cluster === undefined) return this.#pipeline(this.#commands, all)
+    let node = await cluster.getNodeClientForKey(key)
+    let asking = false
+    for (let redirections = 0; ; redirections++) {
+      try {
+        // ASKING lets the importing node take the one transaction or command that follows.
+        const replies = await this.#pipeline(node, asking ? [['ASKING'], ...all] : all)
+        return asking ? replies.slice(1) : replies
+      } catch (error) {
+        const redirection = redirectionOf(error)
+        if (redirection === undefined || redirections >= MAX_REDIRECTIONS) throw error
+        asking = redirection.ask
+        if (!asking) {
+          await cluster.pTTL(key)
+          node = await cluster.getNodeClientForKey(key)
+          continue
+        }
+        if (!cluster.nodeByAddress.has(redirection.address)) await cluster.pTTL(key) // a node new to the client
+        const target = cluster.nodeByAddress.get(redirection.address)
+        if (target === undefined) throw error
+        node = await cluster.nodeClient(target)
+      }
+    }
+  }
+
+  #pipeline(client: NodeRedisClient, commands: string[][]): Promise<unknown[]> {
+    const pipeline = client.multi() as unknown as RawPipeline
+    for (const args of commands) {
+      if (this.#sentinel && client === this.#commands) pipeline.addCommand(false, args)
+      else pipeline.addCommand(args)
+    }
+    return pipeline.execAsPipeline()
+  }
+
+  cannotConfirm(): string | undefined {
+    if (this.#cluster && typeof this.#cluster.getNodeClientForKey !== 'function') {
+      return 'a node-redis cluster needs node-redis 6.1 or later (cluster.getNodeClientForKey) to send WAIT to the node that took the write'
+    }
+    return undefined
   }
 
   /** Whether Redis itself answered with this error (rather than the connection failing). */
