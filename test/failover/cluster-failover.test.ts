@@ -14,7 +14,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it, type TestContext } from 'node:test'
 import { Cluster, Redis } from 'ioredis'
 import type { RedisCluster, RedisServer } from '../helpers/redis-server.js'
-import { assertBounded, checkLedgers, figuresOf, label, openOnCluster, report, roots, snapshot, startLoad, type AppUnderTest, type Load, type Variant } from './harness.js'
+import { assertBounded, figuresOf, label, openOnCluster, report, roots, startLoad, type AppUnderTest, type Load, type Variant } from './harness.js'
+import { checkLedgers, snapshot } from './ledger.js'
 import { clusterNodes, HOST, placesOf, rejoinCluster, startReplicatedCluster, waitForClusterPromotion } from './topology.js'
 
 /** How long the killed master stays down after the promotion, before it is brought back as a replica. */
@@ -75,7 +76,7 @@ describe('Cluster: a master is SIGKILLed under load', () => {
       }
       const killed = performance.now()
       await master.stop('SIGKILL')
-      const acknowledged = snapshot(load)
+      const acknowledged = snapshot(load.ledgers)
       replica.signal('SIGCONT')
       await sleep(200) // what reached the replica before its master died is applied by now
       // The sessions of the killed master's slots, as its replica holds them when it takes over

@@ -12,7 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { Cluster } from 'ioredis'
 import { parseInfo, type RedisCluster } from '../helpers/redis-server.js'
-import { assertBounded, checkLedgers, figuresOf, label, openOnCluster, report, roots, startLoad, type AppUnderTest, type Variant } from './harness.js'
+import { assertBounded, figuresOf, label, openOnCluster, report, roots, startLoad, type AppUnderTest, type Variant } from './harness.js'
+import { checkLedgers } from './ledger.js'
 import { migrateSlots, placesOf, startReplicatedCluster } from './topology.js'
 
 const VARIANTS: Variant[] = [

@@ -20,7 +20,8 @@ import { Redis } from 'ioredis'
 import { createSentinel } from 'redis'
 import { RedisStore } from '../../src/stores/redis/index.js'
 import { SENTINEL_MASTER, type RedisServer } from '../helpers/redis-server.js'
-import { assertBounded, checkLedgers, figuresOf, label, report, serve, snapshot, startLoad, TIMEOUT_MS, type AppUnderTest, type Variant } from './harness.js'
+import { assertBounded, figuresOf, label, report, serve, startLoad, TIMEOUT_MS, type AppUnderTest, type Variant } from './harness.js'
+import { checkLedgers, snapshot } from './ledger.js'
 import { HOST, rejoinAsReplica, startSentinelGroup, waitForSentinelPromotion, type SentinelGroup } from './topology.js'
 
 /** How long the killed master stays down after the promotion, before it is brought back as a replica. */
@@ -85,7 +86,7 @@ describe('Sentinel: the master is SIGKILLed under load', () => {
       const killed = performance.now()
       await master.stop('SIGKILL')
       // Every change acknowledged so far was answered before the master died.
-      const acknowledged = snapshot(load)
+      const acknowledged = snapshot(load.ledgers)
       replica.signal('SIGCONT')
       await sleep(200) // what reached the replica before the master died is applied by now
       const onReplica = new Redis({ host: HOST, port: replica.port })

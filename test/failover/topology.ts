@@ -237,7 +237,7 @@ export async function migrateSlots(cluster: RedisCluster, slots: Iterable<number
   return done
 }
 
-/** The id of the master that serves `slot`, from CLUSTER SHARDS-like CLUSTER SLOTS. */
+/** The id of the master that serves `slot`, from CLUSTER SLOTS. */
 async function ownerOf(connections: Map<string, Redis>, slot: number): Promise<string> {
   const any = connections.values().next().value as Redis
   const ranges = (await any.call('cluster', 'slots')) as Array<[number, number, [string, number, string]]>
