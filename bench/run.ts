@@ -178,7 +178,7 @@ async function measure(app: Running, apps: Running[], route: Route, redis: Bench
       foreignCores: Math.max(foreignCores(cpuBefore, cpuAfter, seconds), (appCoreAfter - appCoreBefore) / seconds),
     }
     const note = measured.foreignCores > DISTURBED ? `, other processes used ${Math.round(100 * measured.foreignCores)} % of a core` : ''
-    console.error(`  ${app.contender.id} ${route}: ${Math.round(measured.requestsPerSecond)} req/s${note}`)
+    console.error(`  ${app.contender.id} ${route}: ${Math.round(measured.requestsPerSecond)} req/s, ${run.requests} requests, ${measured.appCpuUs.toFixed(1)} µs app CPU per request${note}`)
     if (!best || measured.foreignCores < best.foreignCores) best = measured
     // The first attempt's own warm-up and timing are the run itself, not extra.
     const spent = (Date.now() - started) / 1000 - (attempt === 1 ? timing.routeWarmup + timing.duration + 0.5 : 0)
