@@ -326,6 +326,10 @@ describe('waitReplicas: option checks', () => {
     assert.equal(plain.waitReplicas, 0)
     assert.equal(plain.waitTimeoutMs, 200)
     client.disconnect()
+    // node-redis leaves the raw commands of a confirmed write unprefixed, so its keyPrefix would split a session in two.
+    const prefixed = createClient({ url: master.url, keyPrefix: 'app:' })
+    assert.throws(() => new RedisStore({ client: prefixed, waitReplicas: 1 }), /waitReplicas cannot be used with this client: .*keyPrefix "app:".*option prefix instead/)
+    assert.doesNotThrow(() => new RedisStore({ client: prefixed }))
   })
 })
 

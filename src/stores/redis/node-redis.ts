@@ -193,6 +193,11 @@ export class NodeRedisAdapter {
     if (this.#cluster && typeof this.#cluster.getNodeClientForKey !== 'function') {
       return 'a node-redis cluster needs node-redis 6.1 or later (cluster.getNodeClientForKey) to send WAIT to the node that took the write'
     }
+    // The write and its WAIT go as raw commands, which node-redis does not prefix.
+    const keyPrefix = (this.#client as { _keyPrefix?: unknown })._keyPrefix
+    if (typeof keyPrefix === 'string' && keyPrefix !== '') {
+      return `the node-redis client has keyPrefix "${keyPrefix}": leave it out and give RedisStore option prefix instead`
+    }
     return undefined
   }
 
