@@ -159,8 +159,14 @@ export class RedisStore implements Store {
   }
 
   async get(id: string): Promise<Record<string, unknown> | undefined> {
+    const fields = await this.getEncoded(id)
+    return fields && decodeRecord(Object.entries(fields))
+  }
+
+  /** The session's fields as stored (JSON text), so the middleware decodes only what it reads. */
+  async getEncoded(id: string): Promise<Record<string, string> | undefined> {
     const key = this.prefix + id
-    return recordOf(await this.#run('HGETALL', (redis) => redis.hgetall(key)))
+    return fieldsOf(await this.#run('HGETALL', (redis) => redis.hgetall(key)))
   }
 
   async apply(id: string, patch: Patch): Promise<void> {
@@ -363,22 +369,23 @@ function encodeFields(set: Record<string, unknown> | undefined): string[] {
 }
 
 /**
- * HGETALL's reply as a session record. Clients shape it by protocol and configuration: a plain
- * object (both clients' defaults), a Map (node-redis type mapping) or a flat array (RESP2 raw).
+ * HGETALL's reply as field texts, or `undefined` for no session. Clients shape it by protocol and
+ * configuration: a plain object (both clients' defaults, handed on as it is), a Map (node-redis
+ * type mapping) or a flat array (RESP2 raw). Buffers (an application's type mapping) become text.
  */
-function recordOf(reply: unknown): Record<string, unknown> | undefined {
-  if (reply instanceof Map) return reply.size === 0 ? undefined : decodeRecord(reply as Map<string, string>)
-  if (Array.isArray(reply)) {
-    if (reply.length === 0) return undefined
-    const pairs: Array<[string, string]> = []
-    for (let i = 0; i + 1 < reply.length; i += 2) pairs.push([String(reply[i]), String(reply[i + 1])])
-    return decodeRecord(pairs)
+function fieldsOf(reply: unknown): Record<string, string> | undefined {
+  let fields: Record<string, string> | undefined
+  if (reply instanceof Map) {
+    fields = Object.create(null) as Record<string, string>
+    for (const [key, value] of reply) fields[String(key)] = String(value)
+  } else if (Array.isArray(reply)) {
+    fields = Object.create(null) as Record<string, string>
+    for (let i = 0; i + 1 < reply.length; i += 2) fields[String(reply[i])] = String(reply[i + 1])
+  } else if (typeof reply === 'object' && reply !== null) {
+    fields = reply as Record<string, string>
+    for (const key in fields) if (typeof fields[key] !== 'string') fields[key] = String(fields[key])
   }
-  if (typeof reply === 'object' && reply !== null) {
-    // Field values are strings unless the application mapped them to Buffers, which JSON.parse
-    // reads as their UTF-8 text just the same.
-    const entries = Object.entries(reply as Record<string, string>)
-    return entries.length === 0 ? undefined : decodeRecord(entries)
-  }
+  if (!fields) return undefined
+  for (const _ in fields) return fields
   return undefined
 }
