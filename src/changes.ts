@@ -2,7 +2,7 @@ import { ReadLog } from './conflicts.js'
 import { SessionTooLargeError } from './errors.js'
 import type { Patch } from './store.js'
 import { Tracker } from './tracking.js'
-import { assertDataKey, assertStorable, decodeValue, Encoded, encodeValue } from './values.js'
+import { assertDataKey, assertStorable, decodeValue, emptyRecord, Encoded, encodeValue } from './values.js'
 
 /**
  * What one request's session holds and what it changed: the data (loaded values, decoded when first
@@ -10,7 +10,7 @@ import { assertDataKey, assertStorable, decodeValue, Encoded, encodeValue } from
  * `conflicts: 'reject'`, what each key held when first read. It knows nothing of ids or stores.
  */
 export class Changes {
-  data: Record<string, unknown> = Object.create(null)
+  data: Record<string, unknown> = emptyRecord()
   /** Top-level keys assigned or mutated since the last write; `removed`: deleted since then. */
   readonly changed = new Set<string>()
   readonly removed = new Set<string>()
@@ -88,7 +88,7 @@ export class Changes {
       assertDataKey(key)
       if (item !== undefined) assertStorable(key, item)
     }
-    const data: Record<string, unknown> = Object.create(null)
+    const data: Record<string, unknown> = emptyRecord()
     for (const [key, item] of entries) if (item !== undefined) data[key] = item
     for (const key in this.data) if (!(key in data)) this.removed.add(key)
     for (const key in data) {
@@ -155,7 +155,7 @@ export class Changes {
 
   /** Forgets everything: a new, empty session. */
   clear(): void {
-    this.data = Object.create(null)
+    this.data = emptyRecord()
     this.replaced = false
     this.changed.clear()
     this.removed.clear()

@@ -18,7 +18,7 @@ import type { SessionConfig } from './options.js'
 import type { Patch } from './store.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
-import { assertDataKey, assertStorable, decodeValue, encodeValue, lazyRecord } from './values.js'
+import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, lazyRecord } from './values.js'
 import { createView, type Session } from './view.js'
 
 /** Bookkeeping a new session's first write carries, when set. */
@@ -36,7 +36,7 @@ export class SessionState {
   readonly config: SessionConfig
   id: string | undefined
   isNew = true
-  meta: Meta = Object.create(null)
+  meta: Meta = emptyRecord()
   /** The data and what this request changed of it. */
   readonly changes: Changes
   loaded = false
@@ -159,7 +159,7 @@ export class SessionState {
 
   /** Takes a loaded record as the session's data, keeping changes made before it arrived. */
   #adopt(record: Record<string, unknown>): void {
-    const meta: Record<string, unknown> = Object.create(null)
+    const meta: Record<string, unknown> = emptyRecord()
     for (const key in record) {
       if (key.charCodeAt(0) === 36 /* $ */) {
         meta[key] = record[key]
@@ -334,7 +334,7 @@ export class SessionState {
     this.changes.clear()
     if (this.changes.reads) this.changes.reads = new ReadLog()
     this.#metaChanged.clear()
-    this.meta = Object.create(null)
+    this.meta = emptyRecord()
     this.#loading = undefined
     if (!this.#stored || this.id === undefined) {
       this.loaded = true
@@ -395,7 +395,7 @@ export class SessionState {
     this.incomingId()
     this.#assertWritable()
     const oldId = this.#stored ? this.id : undefined
-    const data = keep && !this.destroyed ? this.changes.data : Object.create(null)
+    const data = keep && !this.destroyed ? this.changes.data : emptyRecord()
     const maxAge = keep ? this.meta[MAX_AGE] : undefined
     const user = userId ?? (keep ? this.meta[USER] : undefined)
     const wasNew = this.isNew
@@ -660,7 +660,7 @@ export class SessionState {
     this.destroyed = false
     this.loaded = true
     this.#metaChanged.clear()
-    this.meta = Object.create(null)
+    this.meta = emptyRecord()
     this.changes.clear()
   }
 

@@ -71,7 +71,8 @@ describe('decodeValue / decodeRecord', () => {
 
   it('builds a prototype-free record without prototype keys', () => {
     const record = decodeRecord([['a', '1'], ['__proto__', '{"polluted":true}']])
-    assert.equal(Object.getPrototypeOf(record), null)
+    assert.equal('toString' in record, false, 'no Object.prototype in its chain')
+    assert.equal(Object.getPrototypeOf(Object.getPrototypeOf(record)), null)
     assert.deepEqual(Object.keys(record), ['a'])
   })
 })

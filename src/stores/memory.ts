@@ -1,6 +1,6 @@
 import { SessionValueError } from '../errors.js'
 import type { ConditionalPatch, Patch, Store } from '../store.js'
-import { decodeRecord, decodeValue, encodeValue } from '../values.js'
+import { decodeRecord, decodeValue, emptyRecord, encodeValue } from '../values.js'
 
 export interface MemoryStoreOptions {
   /**
@@ -100,7 +100,7 @@ export class MemoryStore implements Store {
 
   #write(id: string, patch: Patch): void {
     const entry = this.#live(id)
-    const fields: Record<string, string> = Object.assign(Object.create(null), entry?.fields)
+    const fields: Record<string, string> = Object.assign(emptyRecord<string>(), entry?.fields)
     if (patch.set) for (const [key, value] of Object.entries(patch.set)) fields[key] = encodeValue(value)
     if (patch.unset) for (const key of patch.unset) delete fields[key]
     this.#entries.set(id, { fields, expiresAt: Date.now() + patch.ttlMs })

@@ -11,7 +11,7 @@
  */
 import { SessionValueError } from '../../errors.js'
 import type { ConditionalPatch, Patch, Store } from '../../store.js'
-import { decodeRecord, encodeValue } from '../../values.js'
+import { decodeRecord, emptyRecord, encodeValue } from '../../values.js'
 import { isIoRedisClient, openIoRedis, IoRedisAdapter, type IoRedisClient, type IoRedisOptions, type OwnConnection } from './ioredis.js'
 import { isNodeRedisClient, NodeRedisAdapter, type NodeRedisClient } from './node-redis.js'
 import { APPLY_IF, INCREMENT, NOT_A_NUMBER, type Script } from './scripts.js'
@@ -376,10 +376,10 @@ function encodeFields(set: Record<string, unknown> | undefined): string[] {
 function fieldsOf(reply: unknown): Record<string, string> | undefined {
   let fields: Record<string, string> | undefined
   if (reply instanceof Map) {
-    fields = Object.create(null) as Record<string, string>
+    fields = emptyRecord<string>()
     for (const [key, value] of reply) fields[String(key)] = String(value)
   } else if (Array.isArray(reply)) {
-    fields = Object.create(null) as Record<string, string>
+    fields = emptyRecord<string>()
     for (let i = 0; i + 1 < reply.length; i += 2) fields[String(reply[i])] = String(reply[i + 1])
   } else if (typeof reply === 'object' && reply !== null) {
     fields = reply as Record<string, string>
