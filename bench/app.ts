@@ -46,11 +46,14 @@ async function setup(): Promise<Setup> {
         middleware: session({ store: new RedisStore({ url: redisUrl }), lazy: true }),
         load: async (ctx) => (await ctx.loadSession()) as unknown as Data,
       }
-    case 'node-redis': {
+    case 'node-redis':
+    case 'node-redis-reject':
+    case 'node-redis-wait': {
       const { createClient } = await import('redis')
       const client = createClient({ url: redisUrl })
       await client.connect()
-      return { middleware: session({ store: new RedisStore({ client }) }), load: eager }
+      const store = new RedisStore(id === 'node-redis-wait' ? { client, waitReplicas: 1 } : { client })
+      return { middleware: session({ store, conflicts: id === 'node-redis-reject' ? 'reject' : 'overwrite' }), load: eager }
     }
     // The peers as their READMEs show them: defaults, signed cookies, store from a URL.
     case 'koa-session-cookie': {

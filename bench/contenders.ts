@@ -27,6 +27,8 @@ export const CONTENDERS: readonly Contender[] = [
   { id: 'redis', name: 'ours, RedisStore (ioredis)', redis: true, ours: true, redisKey: ourKey },
   { id: 'redis-lazy', name: 'ours, RedisStore (ioredis), lazy: true', redis: true, ours: true, redisKey: ourKey },
   { id: 'node-redis', name: 'ours, RedisStore (node-redis)', redis: true, ours: true, redisKey: ourKey },
+  { id: 'node-redis-reject', name: "ours, RedisStore (node-redis), conflicts: 'reject'", redis: true, ours: true, redisKey: ourKey },
+  { id: 'node-redis-wait', name: 'ours, RedisStore (node-redis), waitReplicas: 1', redis: true, ours: true, redisKey: ourKey },
   { id: 'koa-session-cookie', name: 'koa-session, cookie store', redis: false, ours: false },
   // koa-session keeps the external key (a UUID) in its cookie and uses it as the Redis key.
   { id: 'koa-session-redis', name: 'koa-session + koa-redis', redis: true, ours: false, redisKey: (c) => c.get('koa.sess') },

@@ -107,6 +107,19 @@ export async function startRedis(cpu: number): Promise<BenchRedis> {
   await waitFor(server, 'Ready to accept connections', 15_000)
   const url = `redis://127.0.0.1:${port}`
   const admin = new Redis(url)
+  // One replica, so the waitReplicas: 1 contender has a replica to wait for (it shares the load core).
+  await admin.config('SET', 'repl-diskless-sync-delay', '0')
+  const replicaDir = await mkdtemp(join(tmpdir(), 'bench-replica-'))
+  const replicaPort = await freePort()
+  const replica = startPinned(cpu, 'redis-server', [
+    '--port', String(replicaPort), '--bind', '127.0.0.1', '--dir', replicaDir, '--save', '', '--appendonly', 'no',
+    '--replicaof', '127.0.0.1', String(port),
+  ])
+  await waitFor(replica, 'Ready to accept connections', 15_000)
+  for (let i = 0; !(await admin.info('replication')).includes(`port=${replicaPort},state=online`); i++) {
+    if (i > 150) throw new Error('the bench replica did not come online within 15 s')
+    await sleep(100)
+  }
   const info = async (section: string): Promise<Map<string, string>> => parseInfo(await admin.info(section))
   const version = (await info('server')).get('redis_version') ?? '?'
   return {
@@ -125,8 +138,10 @@ export async function startRedis(cpu: number): Promise<BenchRedis> {
     },
     async close() {
       admin.disconnect()
+      await replica.stop()
       await server.stop()
       await rm(dir, { recursive: true, force: true })
+      await rm(replicaDir, { recursive: true, force: true })
     },
   }
 }
