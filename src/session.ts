@@ -19,7 +19,7 @@ import type { Patch } from './store.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
 import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, lazyRecord } from './values.js'
-import { createView, type Session } from './view.js'
+import { createView, type Session, type ViewState } from './view.js'
 
 /** Bookkeeping a new session's first write carries, when set. */
 const META_WRITTEN_AT_CREATION = [CREATED, MAX_AGE, USER, INDEX_UNTIL]
@@ -31,7 +31,7 @@ const META_WRITTEN_AT_CREATION = [CREATED, MAX_AGE, USER, INDEX_UNTIL]
  * `id` is the id the session has now; `#stored` says whether the store holds it (assumed true for
  * an id the client sent, until a load says otherwise).
  */
-export class SessionState {
+export class SessionState implements ViewState {
   readonly ctx: Context
   readonly config: SessionConfig
   id: string | undefined

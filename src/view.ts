@@ -1,6 +1,5 @@
 import { inspect } from 'node:util'
 import type { Duration } from './duration.js'
-import type { SessionState } from './session.js'
 
 /**
  * The shape of session data. Declare yours by augmenting this interface, and `ctx.session.user`
@@ -78,8 +77,37 @@ export type Session = Data & SessionMethods
 /** The key under which the view's target holds its state; user code never sees it. */
 export const STATE = Symbol('koa-atomic-session#state')
 
-type Target = { [STATE]: SessionState }
-const stateOf = (view: unknown): SessionState => (view as Target)[STATE]
+/**
+ * What the view needs of one request's session state (session.ts implements it). Declared here so
+ * that the view depends on nothing above it.
+ */
+export interface ViewState {
+  readonly id: string | undefined
+  readonly isNew: boolean
+  readonly expiresAt: Date | undefined
+  readonly maxAge: number | 'session'
+  readonly loaded: boolean
+  read(key: string): unknown
+  has(key: string): boolean
+  keys(): string[]
+  assign(key: string, value: unknown): void
+  remove(key: string): void
+  toJSON(): Record<string, unknown>
+  setNow(key: string, value: unknown): Promise<void>
+  unsetNow(key: string): Promise<void>
+  increment(key: string, by?: number): Promise<number>
+  update(key: string, fn: (current: unknown) => unknown, options?: { retries?: number }): Promise<unknown>
+  save(): Promise<void>
+  reload(): Promise<void>
+  touch(): void
+  destroy(): Promise<void>
+  regenerate(options?: { keep?: boolean; graceMs?: number }): Promise<void>
+  login(userId: string, options?: { keep?: boolean; graceMs?: number }): Promise<void>
+  logout(): Promise<void>
+}
+
+type Target = { [STATE]: ViewState }
+const stateOf = (view: unknown): ViewState => (view as Target)[STATE]
 
 // Shared by every session: methods find their request's state through `this`.
 const METHODS: Record<string, (this: unknown, ...args: never[]) => unknown> = {
@@ -179,7 +207,7 @@ const HANDLER: ProxyHandler<Target> = {
 }
 
 /** The object users hold as `ctx.session`, for one request. */
-export function createView(state: SessionState): Session {
+export function createView(state: ViewState): Session {
   const target: Target = Object.create(TARGET_PROTOTYPE)
   target[STATE] = state
   return new Proxy(target, HANDLER) as unknown as Session
