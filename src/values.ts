@@ -1,3 +1,7 @@
+/**
+ * What may be stored, and how: JSON-representable checks, reserved names, prototype-safe decoding,
+ * and the records stores hand out.
+ */
 import { SessionValueError } from './errors.js'
 
 /**
