@@ -9,7 +9,7 @@ import type { Session } from './view.js'
 
 export { session, type SessionMiddleware } from './middleware.js'
 export type { SessionOptions } from './options.js'
-export type { Session, SessionData, SessionMethods } from './view.js'
+export type { RegenerateOptions, Session, SessionData, SessionMethods } from './view.js'
 export type { Store, Patch, ConditionalPatch } from './store.js'
 export { MemoryStore, type MemoryStoreOptions } from './stores/memory.js'
 export { fromWholeObjectStore, type WholeObjectStore } from './stores/whole-object.js'

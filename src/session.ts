@@ -19,7 +19,7 @@ import type { Patch } from './store.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
 import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, lazyRecord } from './values.js'
-import { createView, type Session, type ViewState } from './view.js'
+import { createView, type RegenerateOptions, type Session, type ViewState } from './view.js'
 
 /** Bookkeeping a new session's first write carries, when set. */
 const META_WRITTEN_AT_CREATION = [CREATED, MAX_AGE, USER, INDEX_UNTIL]
@@ -360,12 +360,12 @@ export class SessionState implements ViewState {
     this.#doom()
   }
 
-  async regenerate(options: { keep?: boolean; graceMs?: number } = {}): Promise<void> {
+  async regenerate(options: RegenerateOptions = {}): Promise<void> {
     await this.#rotate(options.keep ?? true, options.graceMs, undefined)
   }
 
   /** Regenerates the id (fixation defence) and binds the session to `userId` in the user's index. */
-  async login(userId: string, options: { keep?: boolean; graceMs?: number } = {}): Promise<void> {
+  async login(userId: string, options: RegenerateOptions = {}): Promise<void> {
     assertUserId(userId)
     this.#assertConditionalStore('login()')
     await this.#rotate(options.keep ?? true, options.graceMs, userId)

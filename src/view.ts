@@ -22,6 +22,14 @@ export type Data = [keyof SessionData] extends [never] ? Record<string, any> : S
 
 type DataKey = keyof Data & string
 
+/** Options of `regenerate()` and `login()`. */
+export interface RegenerateOptions {
+  /** Carry the data over to the new id (default `true`); `false` starts empty. */
+  keep?: boolean
+  /** Keep the old id readable, with its old data only, this many milliseconds. */
+  graceMs?: number
+}
+
 /** The session's own methods and facts; these names cannot be used as data keys. */
 export interface SessionMethods {
   /** Writes one key now, atomically, without loading the session first. */
@@ -49,12 +57,12 @@ export interface SessionMethods {
    * A new id for this session (fixation defence); the old id is destroyed, or with `graceMs` stays
    * readable (with its old data only) that long for requests in flight. `keep: false` starts empty.
    */
-  regenerate(options?: { keep?: boolean; graceMs?: number }): Promise<void>
+  regenerate(options?: RegenerateOptions): Promise<void>
   /**
    * Regenerates the id and binds the session to `userId`, so `listByUser()` and `destroyByUser()`
    * on the middleware find it. Options as for `regenerate()`.
    */
-  login(userId: string, options?: { keep?: boolean; graceMs?: number }): Promise<void>
+  login(userId: string, options?: RegenerateOptions): Promise<void>
   /** Destroys the session and removes it from its user's index. */
   logout(): Promise<void>
   /** This session's idle lifetime in ms (or `'session'`); stored with the session until changed. */
@@ -101,8 +109,8 @@ export interface ViewState {
   reload(): Promise<void>
   touch(): void
   destroy(): Promise<void>
-  regenerate(options?: { keep?: boolean; graceMs?: number }): Promise<void>
-  login(userId: string, options?: { keep?: boolean; graceMs?: number }): Promise<void>
+  regenerate(options?: RegenerateOptions): Promise<void>
+  login(userId: string, options?: RegenerateOptions): Promise<void>
   logout(): Promise<void>
 }
 
@@ -135,10 +143,10 @@ const METHODS: Record<string, (this: unknown, ...args: never[]) => unknown> = {
   destroy() {
     return stateOf(this).destroy()
   },
-  regenerate(options?: { keep?: boolean; graceMs?: number }) {
+  regenerate(options?: RegenerateOptions) {
     return stateOf(this).regenerate(options)
   },
-  login(userId: string, options?: { keep?: boolean; graceMs?: number }) {
+  login(userId: string, options?: RegenerateOptions) {
     return stateOf(this).login(userId, options)
   },
   logout() {

@@ -14,19 +14,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it, type TestContext } from 'node:test'
 import { Cluster, Redis } from 'ioredis'
 import type { RedisCluster, RedisServer } from '../helpers/redis-server.js'
-import { assertBounded, figuresOf, label, openOnCluster, report, roots, startLoad, type AppUnderTest, type Load, type Variant } from './harness.js'
+import { type AppUnderTest, assertBounded, figuresOf, label, type Load, openOnCluster, report, roots, startLoad, VARIANTS } from './harness.js'
 import { checkLedgers, snapshot } from './ledger.js'
-import { clusterNodes, HOST, placesOf, rejoinCluster, startReplicatedCluster, waitForClusterPromotion } from './topology.js'
+import { clusterNodes, cutThenKill, HOST, placesOf, rejoinCluster, startReplicatedCluster, waitForClusterPromotion } from './topology.js'
 
 /** How long the killed master stays down after the promotion, before it is brought back as a replica. */
 const DOWN_AFTER_PROMOTION_MS = 4000
-
-const VARIANTS: Variant[] = [
-  { client: 'ioredis', waitReplicas: 1 },
-  { client: 'node-redis', waitReplicas: 1 },
-  { client: 'ioredis', waitReplicas: 0 },
-  { client: 'node-redis', waitReplicas: 0 },
-]
 
 describe('Cluster: a master is SIGKILLed under load', () => {
   let cluster: RedisCluster
@@ -68,14 +61,7 @@ describe('Cluster: a master is SIGKILLed under load', () => {
     try {
       await sleep(2500)
       ;({ master, replica } = await busiestShard(load))
-      const cut = performance.now()
-      if (cutMs > 0) {
-        replica.signal('SIGSTOP')
-        await master.cli('client', 'kill', 'type', 'replica')
-        await sleep(cutMs)
-      }
-      const killed = performance.now()
-      await master.stop('SIGKILL')
+      const { cut, killed } = await cutThenKill(master, replica, cutMs)
       const acknowledged = snapshot(load.ledgers)
       replica.signal('SIGCONT')
       await sleep(200) // what reached the replica before its master died is applied by now

@@ -12,16 +12,9 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { Cluster } from 'ioredis'
 import { parseInfo, type RedisCluster } from '../helpers/redis-server.js'
-import { assertBounded, figuresOf, label, openOnCluster, report, roots, startLoad, type AppUnderTest, type Variant } from './harness.js'
+import { type AppUnderTest, assertBounded, figuresOf, label, openOnCluster, report, roots, startLoad, VARIANTS } from './harness.js'
 import { checkLedgers } from './ledger.js'
 import { migrateSlots, placesOf, startReplicatedCluster } from './topology.js'
-
-const VARIANTS: Variant[] = [
-  { client: 'ioredis', waitReplicas: 1 },
-  { client: 'node-redis', waitReplicas: 1 },
-  { client: 'ioredis', waitReplicas: 0 },
-  { client: 'node-redis', waitReplicas: 0 },
-]
 
 describe('Cluster: the slots holding the sessions are resharded under load', () => {
   let cluster: RedisCluster

@@ -32,6 +32,14 @@ export interface Variant {
   waitReplicas: 0 | 1
 }
 
+/** Every scenario runs on both clients, with and without waiting for a replica. */
+export const VARIANTS: readonly Variant[] = [
+  { client: 'ioredis', waitReplicas: 1 },
+  { client: 'node-redis', waitReplicas: 1 },
+  { client: 'ioredis', waitReplicas: 0 },
+  { client: 'node-redis', waitReplicas: 0 },
+]
+
 export const label = (variant: Variant): string => `${variant.client}, waitReplicas ${variant.waitReplicas}`
 
 export interface AppUnderTest {

@@ -20,19 +20,12 @@ import { Redis } from 'ioredis'
 import { createSentinel } from 'redis'
 import { RedisStore } from '../../src/stores/redis/index.js'
 import { SENTINEL_MASTER, type RedisServer } from '../helpers/redis-server.js'
-import { assertBounded, figuresOf, label, report, serve, startLoad, TIMEOUT_MS, type AppUnderTest, type Variant } from './harness.js'
+import { type AppUnderTest, assertBounded, figuresOf, label, report, serve, startLoad, TIMEOUT_MS, type Variant, VARIANTS } from './harness.js'
 import { checkLedgers, snapshot } from './ledger.js'
-import { HOST, rejoinAsReplica, startSentinelGroup, waitForSentinelPromotion, type SentinelGroup } from './topology.js'
+import { cutThenKill, HOST, rejoinAsReplica, startSentinelGroup, waitForSentinelPromotion, type SentinelGroup } from './topology.js'
 
 /** How long the killed master stays down after the promotion, before it is brought back as a replica. */
 const DOWN_AFTER_PROMOTION_MS = 4000
-
-const VARIANTS: Variant[] = [
-  { client: 'ioredis', waitReplicas: 1 },
-  { client: 'node-redis', waitReplicas: 1 },
-  { client: 'ioredis', waitReplicas: 0 },
-  { client: 'node-redis', waitReplicas: 0 },
-]
 
 async function open(group: SentinelGroup, variant: Variant): Promise<AppUnderTest> {
   const wait = { waitReplicas: variant.waitReplicas, timeoutMs: TIMEOUT_MS }
@@ -77,14 +70,7 @@ describe('Sentinel: the master is SIGKILLed under load', () => {
     let atKill: Awaited<ReturnType<typeof checkLedgers>>[] = []
     try {
       await sleep(2500)
-      const cut = performance.now()
-      if (cutMs > 0) {
-        replica.signal('SIGSTOP')
-        await master.cli('client', 'kill', 'type', 'replica')
-        await sleep(cutMs)
-      }
-      const killed = performance.now()
-      await master.stop('SIGKILL')
+      const { cut, killed } = await cutThenKill(master, replica, cutMs)
       // Every change acknowledged so far was answered before the master died.
       const acknowledged = snapshot(load.ledgers)
       replica.signal('SIGCONT')

@@ -102,6 +102,24 @@ export async function rejoinAsReplica(node: RedisServer, master: RedisServer, ti
   )
 }
 
+/**
+ * The failure under test: with `cutMs` > 0 the replica is first cut off its master for that long
+ * (SIGSTOP, and the master drops it), so the master holds writes the replica never got; then the
+ * master is SIGKILLed. The replica stays stopped: the caller resumes it (SIGCONT) once it has
+ * taken its snapshot of what was acknowledged.
+ */
+export async function cutThenKill(master: RedisServer, replica: RedisServer, cutMs: number): Promise<{ cut: number; killed: number }> {
+  const cut = performance.now()
+  if (cutMs > 0) {
+    replica.signal('SIGSTOP')
+    await master.cli('client', 'kill', 'type', 'replica')
+    await sleep(cutMs)
+  }
+  const killed = performance.now()
+  await master.stop('SIGKILL')
+  return { cut, killed }
+}
+
 export interface ClusterNode {
   id: string
   port: number

@@ -18,6 +18,7 @@
 import type { Collection, MongoClient, MongoClientOptions, UpdateResult } from 'mongodb'
 import { SessionValueError } from '../../errors.js'
 import type { ConditionalPatch, Patch, Store } from '../../store.js'
+import { withDeadline } from '../deadline.js'
 import { defaultsFor, openClient } from './connection.js'
 import {
   createsSession,
@@ -288,29 +289,11 @@ export class MongoStore implements Store {
    * reported failed, so a retry loop stops instead of writing after the fact.
    */
   #run<T>(command: string, send: (collection: Collection<MongoSessionDocument>, late: () => boolean) => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let settled = false
-      const timer = setTimeout(() => {
-        settled = true
-        reject(new Error(`MongoDB session store did not answer ${command} within ${this.timeoutMs} ms`))
-      }, this.timeoutMs)
-      this.#use()
-        .then((collection) => send(collection, () => settled))
-        .then(
-          (value) => {
-            if (settled) return
-            settled = true
-            clearTimeout(timer)
-            resolve(value)
-          },
-          (error: unknown) => {
-            if (settled) return
-            settled = true
-            clearTimeout(timer)
-            reject(error)
-          },
-        )
-    })
+    return withDeadline(
+      this.timeoutMs,
+      () => new Error(`MongoDB session store did not answer ${command} within ${this.timeoutMs} ms`),
+      (late) => this.#use().then((collection) => send(collection, late)),
+    )
   }
 }
 

@@ -11,6 +11,7 @@
  */
 import { SessionValueError } from '../../errors.js'
 import type { ConditionalPatch, Patch, Store } from '../../store.js'
+import { withDeadline } from '../deadline.js'
 import { decodeRecord, emptyRecord, encodeValue } from '../../values.js'
 import { isIoRedisClient, openIoRedis, IoRedisAdapter, type IoRedisClient, type IoRedisOptions, type OwnConnection } from './ioredis.js'
 import { isNodeRedisClient, NodeRedisAdapter, type NodeRedisClient } from './node-redis.js'
@@ -243,31 +244,17 @@ export class RedisStore implements Store {
    * operation that timed out is never sent later.
    */
   #run<T>(command: string, send: (redis: RedisAdapter) => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let settled = false
-      const timer = setTimeout(() => {
-        settled = true
-        reject(unreachable(`no reply to ${command} within ${this.timeoutMs} ms`))
-      }, this.timeoutMs)
-      const adapter = this.#adapter
-      const sent = adapter !== undefined && !this.#closed && adapter.state() === 'ready'
-        ? send(adapter)
-        : this.#sendWhenReady(command, send, () => settled)
-      sent.then(
-        (value) => {
-          if (settled) return
-          settled = true
-          clearTimeout(timer)
-          resolve(value)
-        },
-        (error: unknown) => {
-          if (settled) return
-          settled = true
-          clearTimeout(timer)
-          reject(this.#explain(command, error))
-        },
-      )
-    })
+    return withDeadline(
+      this.timeoutMs,
+      () => unreachable(`no reply to ${command} within ${this.timeoutMs} ms`),
+      (late) => {
+        const adapter = this.#adapter
+        return adapter !== undefined && !this.#closed && adapter.state() === 'ready'
+          ? send(adapter)
+          : this.#sendWhenReady(command, send, late)
+      },
+      (error) => this.#explain(command, error),
+    )
   }
 
   /**
