@@ -2,15 +2,25 @@ import { ReadLog } from './conflicts.js'
 import { SessionTooLargeError } from './errors.js'
 import type { Patch } from './store.js'
 import { Tracker } from './tracking.js'
-import { assertDataKey, assertStorable, decodeValue, emptyRecord, Encoded, encodeValue } from './values.js'
+import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, isDataField } from './values.js'
+
+/** Marks, in `#data`, a loaded key that this request removed. */
+const ABSENT: unique symbol = Symbol('absent')
+
 
 /**
  * What one request's session holds and what it changed: the data (loaded values, decoded when first
  * read, with this request's assignments on top), which top-level keys changed or went, and, with
  * `conflicts: 'reject'`, what each key held when first read. It knows nothing of ids or stores.
+ *
+ * A session loaded from a store with `getEncoded` is kept as the store handed it (`#stored`: JSON
+ * text per key, never modified, `$` keys included) and nothing is copied: `#data` holds only what
+ * this request decoded, assigned or removed. Most requests touch one or two keys of twenty.
  */
 export class Changes {
-  data: Record<string, unknown> = emptyRecord()
+  /** Values decoded, assigned or (as `ABSENT`) removed in this request; they hide `#stored`. */
+  #data: Record<string, unknown> = emptyRecord()
+  #stored: Readonly<Record<string, string>> | undefined
   /** Top-level keys assigned or mutated since the last write; `removed`: deleted since then. */
   readonly changed = new Set<string>()
   readonly removed = new Set<string>()
@@ -26,38 +36,50 @@ export class Changes {
     if (logReads) this.reads = new ReadLog()
   }
 
-  /** A key's value, decoded on first access when it arrived encoded. */
+  /** A key's value (`undefined` when absent), decoded on first access when it arrived encoded. */
   value(key: string): unknown {
-    const value = this.data[key]
-    if (!(value instanceof Encoded)) return value
-    const decoded = decodeValue(value.text)
-    this.data[key] = decoded
-    return decoded
+    const data = this.#data
+    if (Object.hasOwn(data, key)) {
+      const value = data[key]
+      return value === ABSENT ? undefined : value
+    }
+    const stored = this.#stored
+    if (stored === undefined || !Object.hasOwn(stored, key) || !isDataField(key)) return undefined
+    return (data[key] = decodeValue(stored[key] as string))
   }
 
   /** A key's value as the user sees it: nested objects tracked. */
   read(key: string): unknown {
-    const value = Object.hasOwn(this.data, key) ? this.value(key) : undefined
+    const value = this.value(key)
     this.reads?.note(key, value)
     return value === undefined ? undefined : this.#track().wrap(key, value)
   }
 
   has(key: string): boolean {
-    const present = Object.hasOwn(this.data, key)
-    this.reads?.note(key, present ? this.value(key) : undefined)
-    return present
+    const value = this.value(key)
+    this.reads?.note(key, value)
+    return value !== undefined
   }
 
+  /** The keys present: loaded ones in stored order, then new ones. */
   keys(): string[] {
-    this.reads?.noteAll(this.data)
-    return Object.keys(this.data)
+    const keys = this.#keys()
+    if (this.reads) for (const key of keys) this.reads.note(key, this.value(key))
+    return keys
   }
 
   /** The data as a plain object. */
   toJSON(): Record<string, unknown> {
-    this.reads?.noteAll(this.data)
+    const keys = this.keys()
     const data: Record<string, unknown> = {}
-    for (const key in this.data) data[key] = this.value(key)
+    for (const key of keys) data[key] = this.value(key)
+    return data
+  }
+
+  /** Every key's value, decoded, in a fresh prototype-free record (what `regenerate()` carries over). */
+  all(): Record<string, unknown> {
+    const data = emptyRecord()
+    for (const key of this.#keys()) data[key] = this.value(key)
     return data
   }
 
@@ -67,7 +89,7 @@ export class Changes {
     const raw = this.unwrap(value)
     if (raw === undefined) return this.remove(key)
     assertStorable(key, raw)
-    this.data[key] = raw
+    this.#data[key] = raw
     this.changed.add(key)
     this.removed.delete(key)
     this.known.add(key)
@@ -75,7 +97,7 @@ export class Changes {
 
   remove(key: string): void {
     assertDataKey(key)
-    delete this.data[key]
+    this.#forget(key)
     this.changed.delete(key)
     this.removed.add(key)
     this.known.add(key)
@@ -90,39 +112,47 @@ export class Changes {
     }
     const data: Record<string, unknown> = emptyRecord()
     for (const [key, item] of entries) if (item !== undefined) data[key] = item
-    for (const key in this.data) if (!(key in data)) this.removed.add(key)
+    for (const key of this.#keys()) if (!(key in data)) this.removed.add(key)
     for (const key in data) {
       this.changed.add(key)
       this.removed.delete(key)
     }
-    this.data = data
+    this.#data = data
+    this.#stored = undefined
     if (!loaded) this.replaced = true
   }
 
-  /** Takes a loaded record (bookkeeping removed) as the data, keeping changes made before it arrived. */
-  adopt(record: Record<string, unknown>): void {
+  /**
+   * Takes a loaded session as the data, keeping changes made before it arrived: `fields` as
+   * `getEncoded` returns them, or a decoded record (bookkeeping keys already taken out).
+   */
+  adopt(loaded: { fields: Readonly<Record<string, string>> } | { record: Record<string, unknown> }): void {
     if (this.replaced) {
-      for (const key in record) if (!(key in this.data)) this.removed.add(key)
+      const keys = 'fields' in loaded ? Object.keys(loaded.fields).filter(isDataField) : Object.keys(loaded.record)
+      for (const key of keys) if (!(key in this.#data)) this.removed.add(key)
       return
     }
-    for (const key of this.changed) record[key] = this.data[key]
-    for (const key of this.removed) delete record[key]
-    this.data = record
+    // What this request changed stays; anything else it knew (an explicit write) is older than the load.
+    const data = 'record' in loaded ? loaded.record : emptyRecord()
+    for (const key of this.changed) data[key] = this.#data[key]
+    this.#data = data
+    this.#stored = 'fields' in loaded ? loaded.fields : undefined
+    for (const key of this.removed) this.#forget(key)
   }
 
   /** What the changes since the last write amount to, or `undefined` when nothing changed. */
   pending(): Omit<Patch, 'ttlMs'> | undefined {
     if (this.changed.size === 0 && this.removed.size === 0) return undefined
     const set: Record<string, unknown> = {}
-    for (const key of this.changed) set[key] = this.value(key)
+    for (const key of this.changed) set[key] = this.#data[key]
     return this.removed.size > 0 ? { set, unset: [...this.removed] } : { set }
   }
 
   /** After a write of these keys: nothing of them is pending, and what was written is what they hold. */
   written(patch: Omit<Patch, 'ttlMs'>): void {
-    for (const key of Object.keys(patch.set ?? {})) {
+    for (const key in patch.set) {
       this.changed.delete(key)
-      this.reads?.wrote(key, patch.set?.[key])
+      this.reads?.wrote(key, patch.set[key])
     }
     for (const key of patch.unset ?? []) {
       this.removed.delete(key)
@@ -132,39 +162,81 @@ export class Changes {
 
   /** After an explicit write of `key`: this request knows its value, and nothing of it is pending. */
   settle(key: string, value: unknown): void {
-    if (value === undefined) delete this.data[key]
-    else this.data[key] = value
+    if (value === undefined) this.#forget(key)
+    else this.#data[key] = value
     this.changed.delete(key)
     this.removed.delete(key)
     this.known.add(key)
   }
 
-  /** Throws unless the session, after writing `set`, stays within `maxBytes` (unloaded data is not counted). */
+  /**
+   * Throws unless the session, after writing `set`, stays within `maxBytes` (unloaded data is not
+   * counted). A quick upper bound comes first (string lengths, three UTF-8 bytes at most per
+   * UTF-16 unit, keys in both `set` and the loaded data counted twice): exact byte counts are
+   * needed only near the limit.
+   */
   assertSize(set: Record<string, unknown>, loaded: boolean, maxBytes: number): void {
-    let bytes = 2
-    const add = (key: string, text: string) => (bytes += Buffer.byteLength(key) + Buffer.byteLength(text) + 4)
-    for (const key in set) add(key, encodeValue(set[key]))
+    const encoded: Record<string, string> = {}
+    let units = 2
+    for (const key in set) units += key.length + (encoded[key] = encodeValue(set[key])).length + 4
     if (loaded) {
-      for (const key in this.data) {
-        const value = this.data[key]
-        if (!(key in set)) add(key, value instanceof Encoded ? value.text : encodeValue(value))
+      const stored = this.#stored
+      for (const key in stored) units += key.length + (stored[key] as string).length + 4
+      // A value decoded but unchanged is its stored text; ABSENT encodes as nothing.
+      for (const key in this.#data) {
+        const text = (!this.changed.has(key) && stored?.[key]) || encodeValue(this.#data[key])
+        units += key.length + (text ?? '').length + 4
       }
     }
+    if (units * 3 <= maxBytes) return
+    const bytes = this.#bytes(encoded, loaded)
     if (bytes > maxBytes) throw new SessionTooLargeError(bytes, maxBytes)
+  }
+
+  /** The session's exact size as JSON after writing the `encoded` values. */
+  #bytes(encoded: Record<string, string>, loaded: boolean): number {
+    // Braces; per key, its quotes, a colon and a comma.
+    let bytes = 2
+    const add = (key: string, text: string): void => void (bytes += Buffer.byteLength(key) + Buffer.byteLength(text) + 4)
+    for (const key in encoded) add(key, encoded[key] as string)
+    if (!loaded) return bytes
+    const data = this.#data
+    const stored = this.#stored
+    for (const key in stored) if (isDataField(key) && !Object.hasOwn(data, key) && !Object.hasOwn(encoded, key)) add(key, stored[key] as string)
+    for (const key in data) if (data[key] !== ABSENT && !Object.hasOwn(encoded, key)) add(key, encodeValue(data[key]))
+    return bytes
   }
 
   /** Forgets everything: a new, empty session. */
   clear(): void {
-    this.data = emptyRecord()
+    this.#data = emptyRecord()
+    this.#stored = undefined
     this.replaced = false
     this.changed.clear()
     this.removed.clear()
     this.known.clear()
   }
 
-  /** The plain object behind a tracked one. */
+  /** The plain object behind a tracked one (no tracker yet: no tracked objects either). */
   unwrap<T>(value: T): T {
-    return this.#track().unwrap(value)
+    return this.#tracker ? this.#tracker.unwrap(value) : value
+  }
+
+  #keys(): string[] {
+    const data = this.#data
+    const stored = this.#stored
+    const keys: string[] = []
+    if (stored !== undefined) {
+      for (const key in stored) if (isDataField(key) && data[key] !== ABSENT) keys.push(key)
+    }
+    for (const key in data) if (data[key] !== ABSENT && (stored === undefined || !Object.hasOwn(stored, key))) keys.push(key)
+    return keys
+  }
+
+  /** Removes `key` from the data; a loaded key is hidden, since `#stored` is never modified. */
+  #forget(key: string): void {
+    if (this.#stored !== undefined && Object.hasOwn(this.#stored, key)) this.#data[key] = ABSENT
+    else delete this.#data[key]
   }
 
   #track(): Tracker {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Store } from './store.js'
-import { decodeValue, Encoded, encodeValue } from './values.js'
+import { decodeValue, encodeValue } from './values.js'
 
 /**
  * With `conflicts: 'reject'`: the value each key had when this request first read it, so the
@@ -12,11 +12,7 @@ export class ReadLog {
   readonly #first = new Map<string, string | undefined>()
 
   note(key: string, value: unknown): void {
-    if (!this.#first.has(key)) this.#first.set(key, value === undefined ? undefined : value instanceof Encoded ? value.text : encodeValue(value))
-  }
-
-  noteAll(data: Record<string, unknown>): void {
-    for (const key in data) this.note(key, data[key])
+    if (!this.#first.has(key)) this.#first.set(key, value === undefined ? undefined : encodeValue(value))
   }
 
   /** What the store must still hold for a patch of these keys, or `undefined` when none was read. */

@@ -15,6 +15,8 @@ export const LAST_WRITE = '$w'
 /** Set on the old id by `regenerate({ graceMs })`: readable for the grace period, never written. */
 export const RETIRED = '$r'
 
+export const META_KEYS = [CREATED, EXPIRES, MAX_AGE, USER, INDEX_UNTIL, LAST_WRITE, RETIRED] as const
+
 export type Meta = {
   [CREATED]?: number
   [EXPIRES]?: number

@@ -13,13 +13,23 @@ import {
 } from './errors.js'
 import { emit } from './events.js'
 import { ID_PATTERN, newId } from './ids.js'
-import { CREATED, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
+import { CREATED, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, META_KEYS, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
 import type { SessionConfig } from './options.js'
 import type { Patch } from './store.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
-import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, lazyRecord } from './values.js'
+import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue } from './values.js'
 import { createView, type RegenerateOptions, type Session, type ViewState } from './view.js'
+
+/** A session as a store returned it: JSON text per key (`getEncoded`), or decoded. */
+type Loaded = { fields: Readonly<Record<string, string>> } | { record: Record<string, unknown> }
+
+/** When a loaded session was created (its `$c`), for `absoluteMaxAge`. */
+function createdOf(loaded: Loaded): unknown {
+  if ('record' in loaded) return loaded.record[CREATED]
+  const text = loaded.fields[CREATED]
+  return text === undefined ? undefined : decodeValue(text)
+}
 
 /** Bookkeeping a new session's first write carries, when set. */
 const META_WRITTEN_AT_CREATION = [CREATED, MAX_AGE, USER, INDEX_UNTIL]
@@ -36,7 +46,6 @@ export class SessionState implements ViewState {
   readonly config: SessionConfig
   id: string | undefined
   isNew = true
-  meta: Meta = emptyRecord()
   /** The data and what this request changed of it. */
   readonly changes: Changes
   loaded = false
@@ -61,11 +70,27 @@ export class SessionState implements ViewState {
   /** Ids this request destroyed with `ctx.session = null`, removed from the store at commit. */
   #doomed: string[] = []
   #view: Session | undefined
+  /** The session's bookkeeping (`$` keys): decoded from `#metaFields` when first needed. */
+  #meta: Meta | undefined
+  #metaFields: Readonly<Record<string, string>> | undefined
 
   constructor(ctx: Context, config: SessionConfig) {
     this.ctx = ctx
     this.config = config
     this.changes = new Changes(config.conflicts === 'reject')
+  }
+
+  get meta(): Meta {
+    if (this.#meta) return this.#meta
+    const meta: Record<string, unknown> = emptyRecord()
+    const fields = this.#metaFields
+    if (fields) {
+      for (const key of META_KEYS) {
+        const text = fields[key]
+        if (text !== undefined) meta[key] = decodeValue(text)
+      }
+    }
+    return (this.#meta = meta as Meta)
   }
 
   // ---- the id the request carries ----
@@ -114,9 +139,9 @@ export class SessionState implements ViewState {
       this.loaded = true
       return
     }
-    let record: Record<string, unknown> | undefined
+    let loaded: Loaded | undefined
     try {
-      record = await this.#call('get', id, () => this.#read(this.#key(id)))
+      loaded = await this.#call('get', id, () => this.#read(this.#key(id)))
     } catch (error) {
       if (this.config.onStoreError !== 'anonymous' || !(error instanceof SessionStoreError)) throw error
       this.#anonymous = true
@@ -126,19 +151,19 @@ export class SessionState implements ViewState {
       this.#stored = false
       return
     }
-    if (record && pastAbsolute(Date.now(), this.config.absoluteMaxAge, record[CREATED])) {
+    if (loaded && this.config.absoluteMaxAge !== undefined && pastAbsolute(Date.now(), this.config.absoluteMaxAge, createdOf(loaded))) {
       await this.#destroyStored(id)
-      record = undefined
+      loaded = undefined
     }
     this.loaded = true
-    if (!record) {
+    if (!loaded) {
       emit(this.ctx, 'session:expired', { ctx: this.ctx, id })
       this.id = undefined
       this.isNew = true
       this.#stored = false
       return
     }
-    this.#adopt(record)
+    this.#adopt(loaded)
   }
 
   /**
@@ -157,17 +182,23 @@ export class SessionState implements ViewState {
     this.#ensureId()
   }
 
-  /** Takes a loaded record as the session's data, keeping changes made before it arrived. */
-  #adopt(record: Record<string, unknown>): void {
-    const meta: Record<string, unknown> = emptyRecord()
-    for (const key in record) {
-      if (key.charCodeAt(0) === 36 /* $ */) {
-        meta[key] = record[key]
-        delete record[key]
+  /** Takes a loaded session as this session, keeping changes made before it arrived. */
+  #adopt(loaded: Loaded): void {
+    this.#metaFields = undefined
+    if ('fields' in loaded) {
+      this.#meta = undefined
+      this.#metaFields = loaded.fields
+    } else {
+      const meta: Record<string, unknown> = emptyRecord()
+      for (const key in loaded.record) {
+        if (key.charCodeAt(0) === 36 /* $ */) {
+          meta[key] = loaded.record[key]
+          delete loaded.record[key]
+        }
       }
+      this.#meta = meta as Meta
     }
-    this.meta = meta as Meta
-    this.changes.adopt(record)
+    this.changes.adopt(loaded)
   }
 
   /** Throws unless data may be read now: a lazy session must be loaded first. */
@@ -268,7 +299,7 @@ export class SessionState implements ViewState {
     if (current !== undefined && typeof current !== 'number') {
       throw new SessionValueError(key, 'cannot increment: it does not hold a number')
     }
-    await this.#knowLifetime()
+    if (this.#lifetimeUnknown()) await this.load()
     let sum: number
     if (!this.#stored) {
       // Nobody else knows a session that is not stored yet, so its first write can carry the sum.
@@ -297,7 +328,7 @@ export class SessionState implements ViewState {
     this.#assertLive()
     this.#assertConditionalStore('update()')
     this.incomingId()
-    await this.#knowLifetime()
+    if (this.#lifetimeUnknown()) await this.load()
     for (let attempt = 0; attempt <= retries; attempt++) {
       await backOff(attempt)
       // A session not stored yet is known to nobody else: what this request holds is the truth.
@@ -334,16 +365,16 @@ export class SessionState implements ViewState {
     this.changes.clear()
     if (this.changes.reads) this.changes.reads = new ReadLog()
     this.#metaChanged.clear()
-    this.meta = emptyRecord()
+    this.#meta = emptyRecord()
     this.#loading = undefined
     if (!this.#stored || this.id === undefined) {
       this.loaded = true
       return
     }
     const id = this.id
-    const record = await this.#call('get', id, () => this.#read(this.#key(id)))
+    const loaded = await this.#call('get', id, () => this.#read(this.#key(id)))
     this.loaded = true
-    if (record) this.#adopt(record)
+    if (loaded) this.#adopt(loaded)
     else this.#startNew()
   }
 
@@ -395,7 +426,7 @@ export class SessionState implements ViewState {
     this.incomingId()
     this.#assertWritable()
     const oldId = this.#stored ? this.id : undefined
-    const data = keep && !this.destroyed ? this.changes.data : emptyRecord()
+    const data = keep && !this.destroyed ? this.changes.all() : emptyRecord()
     const maxAge = keep ? this.meta[MAX_AGE] : undefined
     const user = userId ?? (keep ? this.meta[USER] : undefined)
     const wasNew = this.isNew
@@ -403,8 +434,7 @@ export class SessionState implements ViewState {
     // The session moved to a new id; it did not begin (as in koa-session), unless it starts empty.
     if (keep) this.isNew = wasNew
     if (keep) {
-      this.changes.data = data
-      for (const key in data) this.changes.changed.add(key)
+      for (const key in data) this.changes.assign(key, data[key])
       if (maxAge !== undefined) this.setMaxAge(maxAge)
     }
     if (user !== undefined) {
@@ -444,15 +474,12 @@ export class SessionState implements ViewState {
   }
 
   #refreshDue(): boolean {
-    if (this.meta[RETIRED] !== undefined || this.#anonymous) return false
-    if (this.#touched) return true
-    if (!this.loaded) return false
-    if (this.config.rolling) return true
-    return this.config.renew && renewDue(Date.now(), this.maxAge, this.meta[EXPIRES])
+    const due = this.#touched || (this.loaded && (this.config.rolling || (this.config.renew && renewDue(Date.now(), this.maxAge, this.meta[EXPIRES]))))
+    return due && !this.#anonymous && this.meta[RETIRED] === undefined
   }
 
   async #refresh(): Promise<void> {
-    await this.#knowLifetime()
+    if (this.#lifetimeUnknown()) await this.load()
     if (!this.#stored) return
     const id = this.id as string
     // A loaded session is known to exist: refresh its stored expiry too. An unloaded one may be
@@ -483,10 +510,11 @@ export class SessionState implements ViewState {
       }
       return
     }
+    const stale = (this.ctx as unknown as Record<symbol, unknown>)[STALE_SIGNATURE] === true
+    if (target === this.#clientId && !this.#expiryMoved && !stale) return
     const persistent = this.maxAge !== 'session'
     // A changed maxAge changes the cookie itself (persistent or not), even when the id stays.
     const reshaped = this.#expiryMoved && this.#maxAgeSet
-    const stale = (this.ctx as unknown as Record<symbol, unknown>)[STALE_SIGNATURE] === true
     if (target === this.#clientId && !(this.#expiryMoved && persistent) && !reshaped && !stale) return
     transport.set(this.ctx, target, { maxAge: persistent ? this.#remainingMs() : undefined })
     this.#clientId = target
@@ -509,7 +537,7 @@ export class SessionState implements ViewState {
    * `expect`, a conditional write: resolves `false`, having written nothing, when a key differs.
    */
   async #write(patch: Omit<Patch, 'ttlMs'>, expect?: Record<string, unknown>): Promise<boolean> {
-    await this.#knowLifetime()
+    if (this.#lifetimeUnknown()) await this.load()
     this.#assertLive()
     this.incomingId()
     const created = !this.#stored
@@ -557,10 +585,11 @@ export class SessionState implements ViewState {
 
   /**
    * With `absoluteMaxAge`, a write must know when the session began, or writes to an unloaded
-   * (lazy) session would keep it alive for ever: load it first (once), which ends it when due.
+   * (lazy) session would keep it alive for ever: such a write loads it first (once), which ends
+   * it when due.
    */
-  async #knowLifetime(): Promise<void> {
-    if (this.config.absoluteMaxAge !== undefined && !this.loaded && this.#stored) await this.load()
+  #lifetimeUnknown(): boolean {
+    return this.config.absoluteMaxAge !== undefined && !this.loaded && this.#stored
   }
 
   #assertConditionalStore(feature: string): void {
@@ -572,12 +601,15 @@ export class SessionState implements ViewState {
     }
   }
 
-  /** Reads a record, through the store's encoded fast path when it has one. */
-  async #read(key: string): Promise<Record<string, unknown> | undefined> {
+  /** Reads a session, through the store's encoded fast path when it has one. */
+  async #read(key: string): Promise<Loaded | undefined> {
     const store = this.config.store
-    if (!store.getEncoded) return store.get(key)
-    const fields = await store.getEncoded(key)
-    return fields && lazyRecord(fields)
+    if (store.getEncoded) {
+      const fields = await store.getEncoded(key)
+      return fields && { fields }
+    }
+    const record = await store.get(key)
+    return record && { record }
   }
 
   async #destroyStored(id: string): Promise<void> {
@@ -660,7 +692,8 @@ export class SessionState implements ViewState {
     this.destroyed = false
     this.loaded = true
     this.#metaChanged.clear()
-    this.meta = emptyRecord()
+    this.#meta = emptyRecord()
+    this.#metaFields = undefined
     this.changes.clear()
   }
 

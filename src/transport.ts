@@ -1,6 +1,9 @@
 import type { Context } from 'koa'
 import type Keygrip from 'keygrip'
+import { cookieReader, cookieWriter, type CookieOptions } from './cookies.js'
 import { SessionOptionError } from './errors.js'
+
+export type { CookieOptions }
 
 /**
  * Where the session id travels between client and server. The default is a signed cookie; a
@@ -17,21 +20,6 @@ export interface SessionTransport {
 export interface TransportSetOptions {
   /** Milliseconds the id stays valid on the client; `undefined`: until the browser closes. */
   maxAge: number | undefined
-}
-
-/** Every option of Koa's `ctx.cookies.set`, less `maxAge` (the session's `maxAge` sets it). */
-export interface CookieOptions {
-  path?: string
-  domain?: string
-  secure?: boolean
-  httpOnly?: boolean
-  sameSite?: 'strict' | 'lax' | 'none' | boolean
-  signed?: boolean
-  overwrite?: boolean
-  /** A fixed expiry date; when set, the cookie carries it instead of the session's maxAge. */
-  expires?: Date
-  partitioned?: boolean
-  priority?: 'low' | 'medium' | 'high'
 }
 
 export const COOKIE_DEFAULTS: Readonly<CookieOptions> = Object.freeze({
@@ -52,7 +40,6 @@ export const STALE_SIGNATURE = Symbol('koa-atomic-session#staleSignature')
 /** Called when a request carried an id that failed verification. */
 export type OnInvalid = (ctx: Context) => void
 
-const UNSIGNED = { signed: false }
 const SIGNATURE_CACHE_SIZE = 10_000
 
 /**
@@ -68,12 +55,12 @@ const SIGNATURE_CACHE_SIZE = 10_000
 export function cookieTransport(key: string, options: CookieOptions, onInvalid: OnInvalid): SessionTransport {
   const sigName = `${key}.sig`
   const signed = options.signed !== false
+  const readId = cookieReader(key)
+  const readSignature = cookieReader(sigName)
+  const write = cookieWriter(options)
   const signatures = new Map<string, string>()
   let signaturesFor: unknown
   let signaturesForFirstKey: unknown
-  const clearOptions = { ...options, expires: new Date(0) }
-  // Both cookies are written as they are: the signature is made (or reused) here.
-  const unsignedOptions = { ...options, signed: false }
 
   /** The remembered signatures, emptied when `app.keys` is another key set. */
   function known(keys: unknown): Map<string, string> {
@@ -91,11 +78,23 @@ export function cookieTransport(key: string, options: CookieOptions, onInvalid: 
     signatures.set(id, signature)
   }
 
+  /** The signature of `id` under the newest key: remembered, or made by keygrip. */
+  function signatureOf(ctx: Context, id: string): string {
+    let signature = known(ctx.app.keys).get(id)
+    if (signature === undefined) {
+      const keygrip = (ctx.cookies as unknown as { keys?: Keygrip }).keys
+      if (!keygrip) throw new SessionOptionError('option cookie.signed is true but app.keys is not set')
+      signature = keygrip.sign(`${key}=${id}`)
+      remember(id, signature)
+    }
+    return signature
+  }
+
   return {
     get(ctx) {
-      const value = ctx.cookies.get(key, UNSIGNED)
+      const value = readId(ctx)
       if (!value || !signed) return value || undefined
-      const signature = ctx.cookies.get(sigName, UNSIGNED)
+      const signature = readSignature(ctx)
       if (!signature) {
         onInvalid(ctx)
         return undefined
@@ -119,18 +118,10 @@ export function cookieTransport(key: string, options: CookieOptions, onInvalid: 
             'HTTPS, or set app.proxy = true when a proxy you trust terminates TLS (and sends X-Forwarded-Proto).',
         )
       }
-      if (id === null) return void ctx.cookies.set(key, '', clearOptions)
-      const cookie = options.expires || maxAge === undefined ? unsignedOptions : { ...unsignedOptions, maxAge }
-      ctx.cookies.set(key, id, cookie)
-      if (!signed) return
-      let signature = known(ctx.app.keys).get(id)
-      if (signature === undefined) {
-        const keygrip = (ctx.cookies as unknown as { keys?: Keygrip }).keys
-        if (!keygrip) throw new SessionOptionError('option cookie.signed is true but app.keys is not set')
-        signature = keygrip.sign(`${key}=${id}`)
-        remember(id, signature)
-      }
-      ctx.cookies.set(sigName, signature, cookie)
+      const value = id ?? ''
+      const lifetime = id === null ? null : maxAge
+      if (!signed) return write(ctx, [[key, value]], lifetime)
+      write(ctx, [[key, value], [sigName, signatureOf(ctx, value)]], lifetime)
     },
   }
 }

@@ -29,6 +29,11 @@ export function emptyRecord<T = unknown>(): Record<string, T> {
 /** Keys starting with this are the session's bookkeeping, stored beside the user's keys. */
 export const META_PREFIX = '$'
 
+/** Whether a stored key holds user data: not bookkeeping, and never a prototype key. */
+export function isDataField(key: string): boolean {
+  return key.charCodeAt(0) !== 36 /* $ */ && !PROTOTYPE_KEYS.has(key)
+}
+
 /** Throws unless `key` may hold user data at the top level of a session. */
 export function assertDataKey(key: string): void {
   if (RESERVED_NAMES.has(key)) {
@@ -110,6 +115,8 @@ export function encodeValue(value: unknown): string {
  */
 export function decodeValue(text: string): unknown {
   const value: unknown = JSON.parse(text)
+  // Only an object or an array can hold keys.
+  if (typeof value !== 'object' || value === null) return value
   // A key may also be spelled with escapes ("\u005f_proto__"), so any escape sends the text down the walk too.
   if (text.includes('"__proto__"') || text.includes('"constructor"') || text.includes('"prototype"') || text.includes('\\u')) {
     stripPrototypeKeys(value)
@@ -136,29 +143,5 @@ function stripPrototypeKeys(value: unknown): void {
 export function decodeRecord(fields: Iterable<readonly [string, string]>): Record<string, unknown> {
   const record = emptyRecord()
   for (const [key, text] of fields) if (!PROTOTYPE_KEYS.has(key)) record[key] = decodeValue(text)
-  return record
-}
-
-/**
- * A stored value not decoded yet. Loading keeps each value as its stored JSON text, and the
- * session decodes a key when the request first reads it: most requests read few keys. Its
- * `toJSON` makes it encode as the value it stands for.
- */
-export class Encoded {
-  constructor(readonly text: string) {}
-
-  toJSON(): unknown {
-    return decodeValue(this.text)
-  }
-}
-
-/** A record whose values stay encoded until read; bookkeeping (`$`) keys are decoded at once. */
-export function lazyRecord(fields: Record<string, string>): Record<string, unknown> {
-  const record = emptyRecord()
-  for (const key in fields) {
-    if (PROTOTYPE_KEYS.has(key)) continue
-    const text = fields[key] as string
-    record[key] = key.charCodeAt(0) === 36 /* $ */ ? decodeValue(text) : new Encoded(text)
-  }
   return record
 }

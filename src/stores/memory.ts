@@ -99,11 +99,14 @@ export class MemoryStore implements Store {
   }
 
   #write(id: string, patch: Patch): void {
-    const entry = this.#live(id)
-    const fields: Record<string, string> = Object.assign(emptyRecord<string>(), entry?.fields)
-    if (patch.set) for (const [key, value] of Object.entries(patch.set)) fields[key] = encodeValue(value)
+    const now = Date.now()
+    const entry = this.#entries.get(id)
+    const fields: Record<string, string> = Object.assign(emptyRecord<string>(), entry && entry.expiresAt > now ? entry.fields : undefined)
+    for (const key in patch.set) fields[key] = encodeValue(patch.set[key])
     if (patch.unset) for (const key of patch.unset) delete fields[key]
-    this.#entries.set(id, { fields, expiresAt: Date.now() + patch.ttlMs })
+    // Deleted and set again, so it is the most recently used.
+    this.#entries.delete(id)
+    this.#entries.set(id, { fields, expiresAt: now + patch.ttlMs })
     if (this.#entries.size > this.#maxSessions) this.#evictOldest()
     if (++this.#writes % SWEEP_EVERY === 0) this.#sweep()
   }
