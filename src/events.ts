@@ -24,7 +24,8 @@ export interface SessionEventPayload {
   id: string
 }
 
-/** Emits on `ctx.app` only when someone listens, so an unobserved event costs one lookup. */
-export function emit<E extends keyof SessionEvents>(ctx: Context, event: E, payload: SessionEvents[E]): void {
-  if (ctx.app.listenerCount(event) > 0) ctx.app.emit(event, payload)
+/** Emits on `ctx.app` only when someone listens, so an unobserved event costs one lookup and no payload. */
+export function emit<E extends keyof SessionEvents>(ctx: Context, event: E, id: SessionEvents[E]['id'], error?: Error): void {
+  if (ctx.app.listenerCount(event) === 0) return
+  ctx.app.emit(event, error === undefined ? { ctx, id } : { ctx, id, error })
 }

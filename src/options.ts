@@ -175,7 +175,7 @@ export function resolveOptions(input: unknown = {}): SessionConfig {
     renew: flag('renew', opts.renew),
     lazy: flag('lazy', opts.lazy),
     saveUninitialized: flag('saveUninitialized', opts.saveUninitialized),
-    transport: opts.transport ?? cookieTransport(key, cookie as CookieOptions, (ctx) => emit(ctx, 'session:invalid', { ctx, id: undefined })),
+    transport: opts.transport ?? cookieTransport(key, cookie as CookieOptions, (ctx) => emit(ctx, 'session:invalid', undefined)),
     cookie,
     genid: opts.genid,
     maxBytes,

@@ -102,7 +102,7 @@ export class SessionState implements ViewState {
     const id = this.config.transport.get(this.ctx)
     if (id === undefined) return undefined
     if (!ID_PATTERN.test(id)) {
-      emit(this.ctx, 'session:invalid', { ctx: this.ctx, id: undefined })
+      emit(this.ctx, 'session:invalid', undefined)
       return undefined
     }
     this.#clientId = id
@@ -157,7 +157,7 @@ export class SessionState implements ViewState {
     }
     this.loaded = true
     if (!loaded) {
-      emit(this.ctx, 'session:expired', { ctx: this.ctx, id })
+      emit(this.ctx, 'session:expired', id)
       this.id = undefined
       this.isNew = true
       this.#stored = false
@@ -310,7 +310,7 @@ export class SessionState implements ViewState {
       const ttl = this.#ttl(Date.now())
       sum = await this.#call('increment', id, () => this.config.store.increment(this.#key(id), key, by, ttl))
       this.#expiryMoved = true
-      emit(this.ctx, 'session:saved', { ctx: this.ctx, id })
+      emit(this.ctx, 'session:saved', id)
     }
     this.changes.settle(key, sum)
     return sum
@@ -578,8 +578,8 @@ export class SessionState implements ViewState {
     this.#expiryMoved = true
     this.#metaChanged.clear()
     this.changes.written(patch)
-    if (created) emit(this.ctx, 'session:created', { ctx: this.ctx, id })
-    emit(this.ctx, 'session:saved', { ctx: this.ctx, id })
+    if (created) emit(this.ctx, 'session:created', id)
+    emit(this.ctx, 'session:saved', id)
     return true
   }
 
@@ -615,7 +615,7 @@ export class SessionState implements ViewState {
   async #destroyStored(id: string): Promise<void> {
     await this.#call('destroy', id, () => this.config.store.destroy(this.#key(id)))
     if (id === this.#clientId) this.#clientIdDead = true
-    emit(this.ctx, 'session:destroyed', { ctx: this.ctx, id })
+    emit(this.ctx, 'session:destroyed', id)
   }
 
   /** Runs a store operation; a failure becomes a `SessionStoreError` (503) and a `session:error` event. */
@@ -626,7 +626,7 @@ export class SessionState implements ViewState {
     } catch (cause) {
       if (cause instanceof SessionError || cause instanceof SessionValueError) throw cause
       const error = new SessionStoreError(operation, cause)
-      emit(this.ctx, 'session:error', { ctx: this.ctx, id, error })
+      emit(this.ctx, 'session:error', id, error)
       throw error
     }
   }

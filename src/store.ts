@@ -31,7 +31,9 @@ export interface Store {
   applyIf?(id: string, patch: ConditionalPatch): Promise<boolean>
   /**
    * Optional fast path of `get`: each value still as its stored JSON text, for stores that keep
-   * one JSON text per key. The middleware then decodes only the keys a request reads.
+   * one JSON text per key. The middleware then decodes only the keys a request reads, reads the
+   * object through its own keys only, and never modifies it; so a store may hand out an object it
+   * keeps, provided it never changes that object afterwards.
    */
   getEncoded?(id: string): Promise<Record<string, string> | undefined>
   /** Closes a connection that the store opened itself. */

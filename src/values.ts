@@ -13,7 +13,7 @@ export const RESERVED_NAMES: ReadonlySet<string> = new Set([
   'login', 'logout', 'maxAge', 'id', 'isNew', 'expiresAt', 'toJSON', 'then',
 ])
 
-const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
+export const PROTOTYPE_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
 
 // A record free of Object.prototype's keys. Object.create(null) gives that, but its objects start
 // in V8's slow dictionary mode; instances of a constructor whose prototype has no prototype are as
