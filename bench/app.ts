@@ -14,8 +14,10 @@
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import Koa, { type Context, type Middleware } from 'koa'
-import { session, MemoryStore } from '../src/index.js'
-import { RedisStore } from '../src/stores/redis/index.js'
+// The built package, as users run it (npm run bench builds it first); typed as its sources.
+const dist = (path: string): Promise<unknown> => import(new URL(`../dist/esm/${path}`, import.meta.url).href)
+const { session, MemoryStore } = (await dist('index.js')) as typeof import('../src/index.js')
+const { RedisStore } = (await dist('stores/redis/index.js')) as typeof import('../src/stores/redis/index.js')
 import { sessionData } from './contenders.js'
 
 type Data = Record<string, unknown> & { counter: number }
