@@ -72,7 +72,7 @@ export function targets(results: Results): string[] {
   const get = (id: string, route: Route): Measured | undefined => results.runs.get(id)?.get(route)
   const byId = (id: string): Contender => CONTENDERS.find((c) => c.id === id) as Contender
   const ours = CONTENDERS.filter((c) => c.ours)
-  const oursOnRedis = ours.filter((c) => c.redis)
+  const oursOnRedis = ours.filter((c) => c.redis && !c.option)
   const peersOnRedis = CONTENDERS.filter((c) => c.redis && !c.ours)
   const bestPeer = (route: Route): { contender: Contender; m: Measured } | undefined => {
     let best: { contender: Contender; m: Measured } | undefined

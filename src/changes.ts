@@ -7,7 +7,6 @@ import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, i
 /** Marks, in `#data`, a loaded key that this request removed. */
 const ABSENT: unique symbol = Symbol('absent')
 
-
 /**
  * What one request's session holds and what it changed: the data (loaded values, decoded when first
  * read, with this request's assignments on top), which top-level keys changed or went, and, with

@@ -2,6 +2,7 @@
  * Lifetimes: how long the store keeps a session after a write, and when an idle session is due
  * for a refresh. Pure functions of the session's bookkeeping, the options and the time.
  */
+import { decodeValue, emptyRecord } from './values.js'
 
 /** Bookkeeping keys stored beside the user's keys (see values.ts: keys starting with `$`). */
 export const CREATED = '$c'
@@ -15,8 +16,6 @@ export const LAST_WRITE = '$w'
 /** Set on the old id by `regenerate({ graceMs })`: readable for the grace period, never written. */
 export const RETIRED = '$r'
 
-export const META_KEYS = [CREATED, EXPIRES, MAX_AGE, USER, INDEX_UNTIL, LAST_WRITE, RETIRED] as const
-
 export type Meta = {
   [CREATED]?: number
   [EXPIRES]?: number
@@ -25,6 +24,19 @@ export type Meta = {
   [INDEX_UNTIL]?: number
   [LAST_WRITE]?: number
   [RETIRED]?: number
+}
+
+const META_KEYS = [CREATED, EXPIRES, MAX_AGE, USER, INDEX_UNTIL, LAST_WRITE, RETIRED] as const
+
+/** The bookkeeping of a session whose fields are still JSON text (as `getEncoded` returns them). */
+export function decodeMeta(fields: Readonly<Record<string, string>> | undefined): Meta {
+  const meta: Record<string, unknown> = emptyRecord()
+  if (fields) {
+    for (const key of META_KEYS) {
+      if (Object.hasOwn(fields, key)) meta[key] = decodeValue(fields[key] as string)
+    }
+  }
+  return meta as Meta
 }
 
 /** One day: how long the store keeps a session whose cookie lasts until the browser closes. */

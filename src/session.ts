@@ -13,7 +13,7 @@ import {
 } from './errors.js'
 import { emit } from './events.js'
 import { ID_PATTERN, newId } from './ids.js'
-import { CREATED, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, META_KEYS, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
+import { CREATED, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, decodeMeta, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
 import type { SessionConfig } from './options.js'
 import type { Patch } from './store.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
@@ -23,13 +23,6 @@ import { createView, type RegenerateOptions, type Session, type ViewState } from
 
 /** A session as a store returned it: JSON text per key (`getEncoded`), or decoded. */
 type Loaded = { fields: Readonly<Record<string, string>> } | { record: Record<string, unknown> }
-
-/** When a loaded session was created (its `$c`), for `absoluteMaxAge`. */
-function createdOf(loaded: Loaded): unknown {
-  if ('record' in loaded) return loaded.record[CREATED]
-  const text = loaded.fields[CREATED]
-  return text === undefined ? undefined : decodeValue(text)
-}
 
 /** Bookkeeping a new session's first write carries, when set. */
 const META_WRITTEN_AT_CREATION = [CREATED, MAX_AGE, USER, INDEX_UNTIL]
@@ -81,16 +74,7 @@ export class SessionState implements ViewState {
   }
 
   get meta(): Meta {
-    if (this.#meta) return this.#meta
-    const meta: Record<string, unknown> = emptyRecord()
-    const fields = this.#metaFields
-    if (fields) {
-      for (const key of META_KEYS) {
-        const text = fields[key]
-        if (text !== undefined) meta[key] = decodeValue(text)
-      }
-    }
-    return (this.#meta = meta as Meta)
+    return (this.#meta ??= decodeMeta(this.#metaFields))
   }
 
   // ---- the id the request carries ----
@@ -151,7 +135,8 @@ export class SessionState implements ViewState {
       this.#stored = false
       return
     }
-    if (loaded && this.config.absoluteMaxAge !== undefined && pastAbsolute(Date.now(), this.config.absoluteMaxAge, createdOf(loaded))) {
+    const created = loaded && this.config.absoluteMaxAge !== undefined && ('record' in loaded ? loaded.record[CREATED] : decodeMeta(loaded.fields)[CREATED])
+    if (loaded && pastAbsolute(Date.now(), this.config.absoluteMaxAge, created)) {
       await this.#destroyStored(id)
       loaded = undefined
     }
