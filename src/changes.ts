@@ -51,7 +51,8 @@ export class Changes {
   read(key: string): unknown {
     const value = this.value(key)
     this.reads?.note(key, value)
-    return value === undefined ? undefined : this.#track().wrap(key, value)
+    // Only objects are tracked; a tracker is made for the first one.
+    return typeof value === 'object' && value !== null ? this.#track().wrap(key, value) : value
   }
 
   has(key: string): boolean {

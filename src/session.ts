@@ -50,8 +50,8 @@ export class SessionState implements ViewState {
   #clientIdDead = false
   #stored = false
   #loading: Promise<void> | undefined
-  /** Bookkeeping keys (`$m`, `$u`, ...) changed since the last write. */
-  readonly #metaChanged = new Set<string>()
+  /** `s.maxAge` changed since the last write (the one piece of bookkeeping a request changes). */
+  #maxAgeUnwritten = false
   /** The koa-session cookie this request imported (to clear once stored), and its expiry. */
   #imported: { name: string; expires: number | undefined; hasData: boolean } | undefined
   /** `s.maxAge` was assigned in this request. */
@@ -249,7 +249,7 @@ export class SessionState implements ViewState {
       throw new TypeError(`session.maxAge must be milliseconds, a duration such as '2h', or 'session'; got ${String(value)}`)
     }
     this.meta[MAX_AGE] = maxAge
-    this.#metaChanged.add(MAX_AGE)
+    this.#maxAgeUnwritten = true
     this.#maxAgeSet = true
     this.#ensureId()
   }
@@ -341,7 +341,7 @@ export class SessionState implements ViewState {
     if (this.destroyed) return this.commit()
     if (this.changes.replaced && !this.loaded) await this.load()
     const patch = this.changes.pending()
-    if (patch || !this.#stored || this.#metaChanged.size > 0) await this.#writePending(patch ?? {})
+    if (patch || !this.#stored || this.#maxAgeUnwritten) await this.#writePending(patch ?? {})
     this.#sendId()
   }
 
@@ -349,7 +349,7 @@ export class SessionState implements ViewState {
     this.incomingId()
     this.changes.clear()
     if (this.changes.reads) this.changes.reads = new ReadLog()
-    this.#metaChanged.clear()
+    this.#maxAgeUnwritten = false
     this.#meta = emptyRecord()
     this.#loading = undefined
     if (!this.#stored || this.id === undefined) {
@@ -446,10 +446,10 @@ export class SessionState implements ViewState {
   /** Writes what the request changed, refreshes the expiry when due, and sends the id. */
   async commit(): Promise<void> {
     if (this.changes.replaced && !this.loaded) await this.load()
-    for (const id of this.#doomed.splice(0)) await this.#destroyStored(id)
+    if (this.#doomed.length > 0) for (const id of this.#doomed.splice(0)) await this.#destroyStored(id)
     const patch = this.changes.pending()
     if (!this.destroyed) {
-      if (patch || this.#metaChanged.size > 0 || (!this.#stored && this.config.saveUninitialized)) {
+      if (patch || this.#maxAgeUnwritten || (!this.#stored && this.config.saveUninitialized)) {
         await this.#writePending(patch ?? {})
       } else if (this.#stored && !this.#expiryMoved && this.#refreshDue()) {
         await this.#refresh()
@@ -534,7 +534,7 @@ export class SessionState implements ViewState {
       this.meta[CREATED] = now
       set[CREATED] = now
     }
-    for (const key of created ? META_WRITTEN_AT_CREATION : this.#metaChanged) {
+    for (const key of created ? META_WRITTEN_AT_CREATION : this.#maxAgeUnwritten ? [MAX_AGE] : []) {
       const value = this.meta[key as keyof Meta]
       if (value !== undefined) set[key] = value
     }
@@ -561,7 +561,7 @@ export class SessionState implements ViewState {
     this.meta[EXPIRES] = now + ttlMs
     this.#stored = true
     this.#expiryMoved = true
-    this.#metaChanged.clear()
+    this.#maxAgeUnwritten = false
     this.changes.written(patch)
     if (created) emit(this.ctx, 'session:created', id)
     emit(this.ctx, 'session:saved', id)
@@ -676,7 +676,7 @@ export class SessionState implements ViewState {
     this.#stored = false
     this.destroyed = false
     this.loaded = true
-    this.#metaChanged.clear()
+    this.#maxAgeUnwritten = false
     this.#meta = emptyRecord()
     this.#metaFields = undefined
     this.changes.clear()
