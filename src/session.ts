@@ -13,7 +13,7 @@ import {
 } from './errors.js'
 import { emit } from './events.js'
 import { ID_PATTERN, newId } from './ids.js'
-import { CREATED, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, decodeMeta, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
+import { CREATED, decodeMeta, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
 import type { SessionConfig } from './options.js'
 import type { Patch } from './store.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
@@ -135,10 +135,12 @@ export class SessionState implements ViewState {
       this.#stored = false
       return
     }
-    const created = loaded && this.config.absoluteMaxAge !== undefined && ('record' in loaded ? loaded.record[CREATED] : decodeMeta(loaded.fields)[CREATED])
-    if (loaded && pastAbsolute(Date.now(), this.config.absoluteMaxAge, created)) {
-      await this.#destroyStored(id)
-      loaded = undefined
+    if (loaded && this.config.absoluteMaxAge !== undefined) {
+      const created = 'record' in loaded ? loaded.record[CREATED] : decodeMeta(loaded.fields)[CREATED]
+      if (pastAbsolute(Date.now(), this.config.absoluteMaxAge, created)) {
+        await this.#destroyStored(id)
+        loaded = undefined
+      }
     }
     this.loaded = true
     if (!loaded) {
@@ -169,11 +171,11 @@ export class SessionState implements ViewState {
 
   /** Takes a loaded session as this session, keeping changes made before it arrived. */
   #adopt(loaded: Loaded): void {
-    this.#metaFields = undefined
     if ('fields' in loaded) {
       this.#meta = undefined
       this.#metaFields = loaded.fields
     } else {
+      this.#metaFields = undefined
       const meta: Record<string, unknown> = emptyRecord()
       for (const key in loaded.record) {
         if (key.charCodeAt(0) === 36 /* $ */) {
@@ -459,7 +461,10 @@ export class SessionState implements ViewState {
   }
 
   #refreshDue(): boolean {
-    const due = this.#touched || (this.loaded && (this.config.rolling || (this.config.renew && renewDue(Date.now(), this.maxAge, this.meta[EXPIRES]))))
+    const due =
+      this.#touched ||
+      (this.loaded && (this.config.rolling || (this.config.renew && renewDue(Date.now(), this.maxAge, this.meta[EXPIRES]))))
+    // Checked last: reading the bookkeeping decodes it.
     return due && !this.#anonymous && this.meta[RETIRED] === undefined
   }
 
@@ -496,6 +501,7 @@ export class SessionState implements ViewState {
       return
     }
     const stale = (this.ctx as unknown as Record<symbol, unknown>)[STALE_SIGNATURE] === true
+    // Most requests: the client holds this id already and no expiry moved.
     if (target === this.#clientId && !this.#expiryMoved && !stale) return
     const persistent = this.maxAge !== 'session'
     // A changed maxAge changes the cookie itself (persistent or not), even when the id stays.
