@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { Changes } from '../src/changes.js'
+import { SessionTooLargeError } from '../src/errors.js'
+
+/** Fields as a store's getEncoded hands them out: JSON text per key, bookkeeping included. */
+function stored(): Readonly<Record<string, string>> {
+  return Object.freeze({ $c: '1700000000000', user: '"u1"', cart: '{"items":[1,2]}', counter: '3', $e: '1800000000000' })
+}
+
+function loaded(fields = stored()): Changes {
+  const changes = new Changes(false)
+  changes.adopt({ fields })
+  return changes
+}
+
+describe('Changes over encoded fields', () => {
+  it('reads loaded keys, decoded on first access, and never shows bookkeeping or prototype keys', () => {
+    const changes = loaded({ ...stored(), ['__proto__' as string]: '{"polluted":true}', constructor: '1' })
+    assert.equal(changes.read('counter'), 3)
+    assert.deepEqual(changes.read('cart'), { items: [1, 2] })
+    assert.equal(changes.read('$c'), undefined)
+    assert.equal(changes.has('$e'), false)
+    assert.equal(changes.read('constructor'), undefined)
+    assert.equal(changes.read('toString'), undefined)
+    assert.deepEqual(changes.keys(), ['user', 'cart', 'counter'])
+  })
+
+  it('never modifies the object the store handed out', () => {
+    const fields = stored()
+    const changes = loaded(fields)
+    changes.assign('user', 'u2')
+    changes.remove('cart')
+    changes.assign('extra', 1)
+    assert.deepEqual(fields, stored())
+  })
+
+  it('hides a removed loaded key everywhere, and shows it again when assigned anew', () => {
+    const changes = loaded()
+    changes.remove('cart')
+    assert.equal(changes.read('cart'), undefined)
+    assert.equal(changes.has('cart'), false)
+    assert.deepEqual(changes.keys(), ['user', 'counter'])
+    assert.deepEqual(changes.toJSON(), { user: 'u1', counter: 3 })
+    assert.deepEqual(changes.pending(), { set: {}, unset: ['cart'] })
+    changes.assign('cart', { items: [] })
+    assert.deepEqual(changes.toJSON(), { user: 'u1', cart: { items: [] }, counter: 3 })
+    assert.deepEqual(changes.pending(), { set: { cart: { items: [] } } })
+  })
+
+  it('keeps stored order for loaded keys and puts new keys after them', () => {
+    const changes = loaded()
+    changes.assign('zeta', 1)
+    changes.assign('counter', 4)
+    assert.deepEqual(changes.keys(), ['user', 'cart', 'counter', 'zeta'])
+  })
+
+  it('tracks changes made inside a loaded object', () => {
+    const changes = loaded()
+    ;(changes.read('cart') as { items: number[] }).items.push(3)
+    assert.deepEqual(changes.pending(), { set: { cart: { items: [1, 2, 3] } } })
+  })
+
+  it('keeps changes made before the load (lazy sessions), removals included', () => {
+    const changes = new Changes(false)
+    changes.assign('counter', 10)
+    changes.remove('user')
+    changes.adopt({ fields: stored() })
+    assert.deepEqual(changes.toJSON(), { cart: { items: [1, 2] }, counter: 10 })
+    assert.deepEqual(changes.pending(), { set: { counter: 10 }, unset: ['user'] })
+  })
+
+  it('replaces everything with ctx.session = { ... }: loaded keys not in the new data are removed', () => {
+    const changes = loaded()
+    changes.replace({ user: 'u9' }, true)
+    assert.deepEqual(changes.toJSON(), { user: 'u9' })
+    assert.deepEqual(changes.pending(), { set: { user: 'u9' }, unset: ['cart', 'counter'] })
+  })
+
+  it('carries every value over, decoded, for regenerate()', () => {
+    const changes = loaded()
+    changes.assign('extra', true)
+    assert.deepEqual({ ...changes.all() }, { user: 'u1', cart: { items: [1, 2] }, counter: 3, extra: true })
+  })
+
+  it('counts the loaded data in the size check, and only the loaded data', () => {
+    const changes = loaded()
+    // {"user":"u1","cart":{"items":[1,2]},"counter":3,"big":"xxxx"} is 61 bytes; the count takes a
+    // comma after every key, so 62.
+    assert.doesNotThrow(() => changes.assertSize({ big: 'xxxx' }, true, 62))
+    assert.throws(() => changes.assertSize({ big: 'xxxxx' }, true, 62), SessionTooLargeError)
+    // Unloaded, only the keys written count.
+    assert.doesNotThrow(() => changes.assertSize({ big: 'xxxxx' }, false, 20))
+    // Multi-byte characters are counted as UTF-8 bytes.
+    assert.throws(() => changes.assertSize({ big: 'ééé' }, false, 16), /Session would be 17 bytes/)
+  })
+})
