@@ -11,6 +11,7 @@ export interface MemoryStoreOptions {
 }
 
 interface Entry {
+  readonly id: string
   /**
    * Each top-level key's JSON encoding: reads decode a fresh copy, so callers never share objects.
    * Never changed in place (a write puts a new object here), so a read may hand it out as it is.
@@ -19,10 +20,14 @@ interface Entry {
    */
   fields: Readonly<Record<string, string>>
   expiresAt: number
+  /** Neighbours in the recency list, from the least recently used (`oldest`) to the most. */
+  older: Entry | undefined
+  newer: Entry | undefined
 }
 
 // Expired entries are dropped when met; every SWEEP_EVERY writes, SWEEP_SCAN more entries are also
-// checked (a sweep goes round the store), so memory is reclaimed without a timer.
+// checked (a sweep walks the store from the least recently used on, and goes round), so memory is
+// reclaimed without a timer.
 const SWEEP_EVERY = 64
 const SWEEP_SCAN = 32
 
@@ -30,11 +35,19 @@ const SWEEP_SCAN = 32
  * The embedded default store: one process, no dependencies. Honours expiry, keeps at most
  * `maxSessions` sessions (least recently used evicted first), and runs no timers, so it never
  * keeps a process alive. Every operation is synchronous inside, hence atomic.
+ *
+ * Recency is a list threaded through the entries: a read moves its entry to the newest end with a
+ * few pointer writes, where moving it in the Map (delete, then set) cost a read more than the rest
+ * of the store's work together.
  */
 export class MemoryStore implements Store {
   readonly #entries = new Map<string, Entry>()
   readonly #maxSessions: number
   #writes = 0
+  #oldest: Entry | undefined
+  #newest: Entry | undefined
+  /** Where the next sweep starts. */
+  #sweepAt: Entry | undefined
 
   constructor(options: MemoryStoreOptions = {}) {
     const { maxSessions = 100_000 } = options
@@ -87,66 +100,78 @@ export class MemoryStore implements Store {
   }
 
   async destroy(id: string): Promise<void> {
-    this.#entries.delete(id)
+    const entry = this.#entries.get(id)
+    if (entry) this.#remove(entry)
   }
 
   /** The entry if present and unexpired, marked most recently used. */
   #live(id: string): Entry | undefined {
     const entry = this.#entries.get(id)
     if (!entry) return undefined
-    this.#entries.delete(id)
-    if (entry.expiresAt <= Date.now()) return undefined
-    this.#entries.set(id, entry)
+    if (entry.expiresAt <= Date.now()) {
+      this.#remove(entry)
+      return undefined
+    }
+    this.#makeNewest(entry)
     return entry
   }
 
   #write(id: string, patch: Patch): void {
     const now = Date.now()
-    const entry = this.#entries.get(id)
-    const fields: Record<string, string> = entry && entry.expiresAt > now ? { ...entry.fields } : {}
+    let entry = this.#entries.get(id)
+    if (entry && entry.expiresAt <= now) {
+      this.#remove(entry)
+      entry = undefined
+    }
+    const fields: Record<string, string> = entry ? { ...entry.fields } : {}
     // Prototype keys would not be kept by an ordinary object, and no read returns them anyway.
     for (const key in patch.set) if (!PROTOTYPE_KEYS.has(key)) fields[key] = encodeValue(patch.set[key])
     if (patch.unset) for (const key of patch.unset) delete fields[key]
-    // Deleted and set again, so it is the most recently used.
-    this.#entries.delete(id)
-    this.#entries.set(id, { fields, expiresAt: now + patch.ttlMs })
-    if (this.#entries.size > this.#maxSessions) this.#evictOldest()
-    if (++this.#writes % SWEEP_EVERY === 0) this.#sweep()
+    const expiresAt = now + patch.ttlMs
+    if (entry) {
+      entry.fields = fields
+      entry.expiresAt = expiresAt
+      this.#makeNewest(entry)
+    } else {
+      entry = { id, fields, expiresAt, older: undefined, newer: undefined }
+      this.#entries.set(id, entry)
+      this.#makeNewest(entry)
+      if (this.#entries.size > this.#maxSessions) this.#remove(this.#oldest as Entry)
+    }
+    if (++this.#writes % SWEEP_EVERY === 0) this.#sweep(now)
   }
 
-  // Finding the front of a Map walks past every entry deleted there, so a walk from the start on
-  // every write would slow writes down as the store churns. These cursors go on from where they
-  // stopped: a live Map iterator sees entries re-inserted behind it, so what it yields next is
-  // always the least recently used entry it has not passed yet.
-  #evictCursor: Iterator<string> | undefined
-  #sweepCursor: Iterator<[string, Entry]> | undefined
+  #makeNewest(entry: Entry): void {
+    if (entry === this.#newest) return
+    this.#unlink(entry)
+    entry.older = this.#newest
+    if (this.#newest) this.#newest.newer = entry
+    this.#newest = entry
+    this.#oldest ??= entry
+  }
 
-  /** Evicts the least recently used session. */
-  #evictOldest(): void {
-    for (;;) {
-      this.#evictCursor ??= this.#entries.keys()
-      const next = this.#evictCursor.next()
-      if (next.done) {
-        this.#evictCursor = undefined
-        continue
-      }
-      this.#entries.delete(next.value)
-      return
-    }
+  #remove(entry: Entry): void {
+    this.#unlink(entry)
+    this.#entries.delete(entry.id)
+  }
+
+  #unlink(entry: Entry): void {
+    if (this.#sweepAt === entry) this.#sweepAt = entry.newer
+    if (entry.older) entry.older.newer = entry.newer
+    else if (this.#oldest === entry) this.#oldest = entry.newer
+    if (entry.newer) entry.newer.older = entry.older
+    else if (this.#newest === entry) this.#newest = entry.older
+    entry.older = entry.newer = undefined
   }
 
   /** Drops expired sessions among the next few, continuing where the last sweep stopped. */
-  #sweep(): void {
-    const now = Date.now()
-    this.#sweepCursor ??= this.#entries.entries()
+  #sweep(now: number): void {
     for (let scanned = 0; scanned < SWEEP_SCAN; scanned++) {
-      const next = this.#sweepCursor.next()
-      if (next.done) {
-        this.#sweepCursor = undefined
-        return
-      }
-      const [id, entry] = next.value
-      if (entry.expiresAt <= now && this.#entries.get(id) === entry) this.#entries.delete(id)
+      const entry = this.#sweepAt ?? this.#oldest
+      if (!entry) return
+      this.#sweepAt = entry.newer
+      if (entry.expiresAt <= now) this.#remove(entry)
+      if (!this.#sweepAt) return
     }
   }
 }

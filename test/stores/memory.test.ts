@@ -17,6 +17,21 @@ describe('MemoryStore', () => {
     for (const id of ['a', 'c', 'd']) assert.equal((await store.get(id))?.id, id)
   })
 
+  it('keeps the recency order through destroys, expiries and rewrites', async () => {
+    const store = new MemoryStore({ maxSessions: 3 })
+    for (const id of ['a', 'b', 'c']) await store.apply(id, { set: { id }, ttlMs: 60_000 })
+    await store.destroy('b')
+    await store.apply('d', { set: { id: 'd' }, ttlMs: 20 }) // order, oldest first: a c d
+    await store.get('a') // c d a
+    await sleep(40) // d expires
+    await store.apply('d', { set: { again: true }, ttlMs: 60_000 }) // a new d, without the old keys: c a d
+    await store.apply('e', { set: { id: 'e' }, ttlMs: 60_000 }) // c is evicted: a d e
+    assert.equal(store.size, 3)
+    assert.equal(await store.get('c'), undefined)
+    assert.deepEqual({ ...(await store.get('d')) }, { again: true })
+    for (const id of ['a', 'e']) assert.equal((await store.get(id))?.id, id)
+  })
+
   it('drops expired sessions as it goes, without a timer', async () => {
     const store = new MemoryStore()
     for (let i = 0; i < 64; i++) await store.apply(`old${i}`, { set: { i }, ttlMs: 20 })
