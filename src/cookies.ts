@@ -48,8 +48,9 @@ const SAME_SITE = /^(?:lax|none|strict)$/i
 const EXPIRED = `; expires=${new Date(0).toUTCString()}`
 
 /**
- * A writer of cookies with these attributes. `maxAge` sets the expiry unless the options fix one. Like `ctx.cookies.set`: `secure` defaults to
- * whether the request is secure, and `overwrite` replaces earlier Set-Cookie headers of a name.
+ * A writer of cookies with these attributes. `maxAge` sets the expiry unless the options fix one.
+ * As with `ctx.cookies.set`, `secure` defaults to whether the request is secure, and `overwrite`
+ * replaces earlier Set-Cookie headers of the same name.
  */
 export function cookieWriter(options: CookieOptions): CookieWriter {
   const { domain, priority, sameSite, expires } = options
