@@ -117,25 +117,19 @@ export class MemoryStore implements Store {
   }
 
   #write(id: string, patch: Patch): void {
-    const now = Date.now()
-    let entry = this.#entries.get(id)
-    if (entry && entry.expiresAt <= now) {
-      this.#remove(entry)
-      entry = undefined
-    }
+    const entry = this.#live(id)
     const fields: Record<string, string> = entry ? { ...entry.fields } : {}
     // Prototype keys would not be kept by an ordinary object, and no read returns them anyway.
     for (const key in patch.set) if (!PROTOTYPE_KEYS.has(key)) fields[key] = encodeValue(patch.set[key])
     if (patch.unset) for (const key of patch.unset) delete fields[key]
-    const expiresAt = now + patch.ttlMs
+    const now = Date.now()
     if (entry) {
       entry.fields = fields
-      entry.expiresAt = expiresAt
-      this.#makeNewest(entry)
+      entry.expiresAt = now + patch.ttlMs
     } else {
-      entry = { id, fields, expiresAt, older: undefined, newer: undefined }
-      this.#entries.set(id, entry)
-      this.#makeNewest(entry)
+      const created: Entry = { id, fields, expiresAt: now + patch.ttlMs, older: undefined, newer: undefined }
+      this.#entries.set(id, created)
+      this.#makeNewest(created)
       if (this.#entries.size > this.#maxSessions) this.#remove(this.#oldest as Entry)
     }
     if (++this.#writes % SWEEP_EVERY === 0) this.#sweep(now)
