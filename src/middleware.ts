@@ -45,7 +45,10 @@ export function session(first?: unknown, second?: unknown): SessionMiddleware {
     }
     ctx[CONFIG] = config
     // Eager: a request with a valid id is loaded now, so ctx.session works synchronously.
-    if (!config.lazy) await stateOf(ctx).load()
+    if (!config.lazy) {
+      const loading = stateOf(ctx).loadEagerly()
+      if (loading) await loading
+    }
     try {
       await next()
     } catch (error) {

@@ -15,7 +15,7 @@ import { emit } from './events.js'
 import { ID_PATTERN, newId } from './ids.js'
 import { CREATED, decodeMeta, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
 import type { SessionConfig } from './options.js'
-import type { Patch } from './store.js'
+import type { Patch, Store } from './store.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
 import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue } from './values.js'
@@ -50,6 +50,8 @@ export class SessionState implements ViewState {
   #clientIdDead = false
   #stored = false
   #loading: Promise<void> | undefined
+  /** The load ended without waiting (a store that answers at once): see `loadEagerly`. */
+  #loadedAtOnce = false
   /** `s.maxAge` changed since the last write (the one piece of bookkeeping a request changes). */
   #maxAgeUnwritten = false
   /** The koa-session cookie this request imported (to clear once stored), and its expiry. */
@@ -116,16 +118,26 @@ export class SessionState implements ViewState {
     return (this.#loading ??= this.#load())
   }
 
+  /**
+   * The middleware's eager load: `undefined` when it is already over, as it is with a store that
+   * answers at once (MemoryStore), so that request awaits nothing before its handlers.
+   */
+  loadEagerly(): Promise<void> | undefined {
+    const loading = this.load()
+    return this.#loadedAtOnce ? undefined : loading
+  }
+
   async #load(): Promise<void> {
     const id = this.incomingId()
     if (id === undefined || this.id !== id) {
       if (id === undefined && this.config.importKoaSessionCookie !== undefined) this.#importKoaSession(this.config.importKoaSessionCookie)
-      this.loaded = true
+      this.loaded = this.#loadedAtOnce = true
       return
     }
     let loaded: Loaded | undefined
     try {
-      loaded = await this.#call('get', id, () => this.#read(this.#key(id)))
+      const reading = this.#read(id)
+      loaded = isPromiseLike(reading) ? await reading : reading
     } catch (error) {
       if (this.config.onStoreError !== 'anonymous' || !(error instanceof SessionStoreError)) throw error
       this.#anonymous = true
@@ -151,6 +163,9 @@ export class SessionState implements ViewState {
       return
     }
     this.#adopt(loaded)
+    // Last: true only when nothing above threw, and the body ran without waiting (after an
+    // await, the middleware is awaiting the promise and never looks).
+    this.#loadedAtOnce = true
   }
 
   /**
@@ -358,8 +373,7 @@ export class SessionState implements ViewState {
       this.loaded = true
       return
     }
-    const id = this.id
-    const loaded = await this.#call('get', id, () => this.#read(this.#key(id)))
+    const loaded = await this.#read(this.id)
     this.loaded = true
     if (loaded) this.#adopt(loaded)
     else this.#startNew()
@@ -592,15 +606,30 @@ export class SessionState implements ViewState {
     }
   }
 
-  /** Reads a session, through the store's encoded fast path when it has one. */
-  async #read(key: string): Promise<Loaded | undefined> {
+  /**
+   * Reads a session, through the store's encoded fast path when it has one. A store that answers
+   * that at once (MemoryStore) is taken at its word: no promise is made.
+   */
+  #read(id: string): Loaded | undefined | Promise<Loaded | undefined> {
     const store = this.config.store
-    if (store.getEncoded) {
-      const fields = await store.getEncoded(key)
-      return fields && { fields }
+    const key = this.#key(id)
+    if (!store.getEncoded) {
+      return this.#call('get', id, async () => {
+        const record = await store.get(key)
+        return record && { record }
+      })
     }
-    const record = await store.get(key)
-    return record && { record }
+    let answer: ReturnType<NonNullable<Store['getEncoded']>>
+    try {
+      answer = store.getEncoded(key)
+    } catch (cause) {
+      throw this.#storeFailure('get', id, cause)
+    }
+    if (!isPromiseLike(answer)) return answer && { fields: answer }
+    return this.#call('get', id, async () => {
+      const fields = await answer
+      return fields && { fields }
+    })
   }
 
   async #destroyStored(id: string): Promise<void> {
@@ -615,11 +644,16 @@ export class SessionState implements ViewState {
     try {
       return await run()
     } catch (cause) {
-      if (cause instanceof SessionError || cause instanceof SessionValueError) throw cause
-      const error = new SessionStoreError(operation, cause)
-      emit(this.ctx, 'session:error', id, error)
-      throw error
+      throw this.#storeFailure(operation, id, cause)
     }
+  }
+
+  /** What a store operation's failure is thrown as, reported to `session:error` listeners. */
+  #storeFailure(operation: string, id: string, cause: unknown): unknown {
+    if (cause instanceof SessionError || cause instanceof SessionValueError) return cause
+    const error = new SessionStoreError(operation, cause)
+    emit(this.ctx, 'session:error', id, error)
+    return error
   }
 
   /** An anonymous session (store down) and a retired id (after a graced regenerate) are read-only. */
@@ -692,4 +726,9 @@ export class SessionState implements ViewState {
     if (this.destroyed) {
       throw new SessionStateError('this session was destroyed in this request; assign ctx.session = {} to start a new one')
     }
-  }}
+  }
+}
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | undefined)?.then === 'function'
+}

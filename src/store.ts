@@ -33,9 +33,10 @@ export interface Store {
    * Optional fast path of `get`: each value still as its stored JSON text, for stores that keep
    * one JSON text per key. The middleware then decodes only the keys a request reads, reads the
    * object through its own keys only, and never modifies it; so a store may hand out an object it
-   * keeps, provided it never changes that object afterwards.
+   * keeps, provided it never changes that object afterwards. A store that holds its sessions in
+   * the process may answer at once instead of with a promise (MemoryStore does).
    */
-  getEncoded?(id: string): Promise<Record<string, string> | undefined>
+  getEncoded?(id: string): Promise<Readonly<Record<string, string>> | undefined> | Readonly<Record<string, string>> | undefined
   /** Closes a connection that the store opened itself. */
   close?(): Promise<void>
 }

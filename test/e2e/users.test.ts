@@ -23,6 +23,11 @@ function switchableStore(): Store & { down: boolean } {
   const store = {
     down: false,
     get: gate((id: string) => inner.get(id)),
+    // As MemoryStore does, it answers this one at once; so it fails at once too.
+    getEncoded(id: string) {
+      if (store.down) throw new Error('connect ECONNREFUSED 127.0.0.1:6379')
+      return inner.getEncoded(id)
+    },
     apply: gate((id: string, patch: Parameters<Store['apply']>[1]) => inner.apply(id, patch)),
     applyIf: gate((id: string, patch: Parameters<NonNullable<Store['applyIf']>>[1]) => inner.applyIf(id, patch)),
     increment: gate((id: string, key: string, by: number, ttl: number) => inner.increment(id, key, by, ttl)),
@@ -53,12 +58,16 @@ describe("onStoreError: 'anonymous'", () => {
     assert.deepEqual((await client.get('/page')).json, { user: 'ann', isNew: false })
   })
 
-  it("'fail' (the default) answers 503 at once", async () => {
+  it("'fail' (the default) answers 503 at once, and tells session:error listeners", async () => {
     const store = switchableStore()
-    const { client } = await harness(store, {}, { '/login': (ctx) => void (ctx.session.user = 'ann'), '/page': () => 'ok' })
+    const { client, running } = await harness(store, {}, { '/login': (ctx) => void (ctx.session.user = 'ann'), '/page': () => 'ok' })
+    const reported: string[] = []
+    running.app.on('session:error', ({ error }: { error: Error }) => reported.push(error.message))
     await client.get('/login')
     store.down = true
     assert.equal((await client.get('/page')).status, 503)
+    assert.equal(reported.length, 1)
+    assert.match(reported[0] ?? '', /during get: connect ECONNREFUSED/)
   })
 
   it('refuses an unknown policy', () => {
