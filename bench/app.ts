@@ -10,6 +10,9 @@
  *   /login?i=N      stores seeded session N (bench/contenders.ts) and sends its cookie
  *   /race?k=K&v=V   sets one key, after awaiting 1 ms as a handler awaiting a database would
  *   /peek           answers the session as JSON
+ *
+ * The reference apps are bare Koa plus only what a route of a session library cannot avoid
+ * (bench/contenders.ts says which); they answer the same but keep no session.
  */
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -26,6 +29,27 @@ type Data = Record<string, unknown> & { counter: number }
 interface Setup {
   middleware?: Middleware
   load(ctx: Context): Data | Promise<Data>
+  /** A reference app's login: stores the seeded data under the id of its cookie, if it stores anything. */
+  login?(id: string, data: Record<string, unknown>): Promise<void>
+}
+
+// The reference apps (bench/contenders.ts): bare Koa plus only what one route cannot avoid.
+
+/**
+ * What every write must send back (the SPEC: a write moves the expiry, so both id cookies go out
+ * again with it): the request's own two cookies, with a new expiry, as ours are shaped. Nothing is
+ * signed or stored; this is the least such a /write can cost.
+ */
+const MONTH_MS = 30 * 24 * 3600 * 1000
+const ID_COOKIE = /(?:^|;) *koa\.sid=([^;]*)/
+const resendCookies: Middleware = async (ctx, next) => {
+  await next()
+  if (ctx.path !== '/write') return
+  const cookie = ctx.get('cookie')
+  const id = ID_COOKIE.exec(cookie)?.[1]
+  const signature = /(?:^|;) *koa\.sid\.sig=([^;]*)/.exec(cookie)?.[1]
+  const attributes = `; path=/; expires=${new Date(Date.now() + MONTH_MS).toUTCString()}; samesite=lax; httponly`
+  ctx.set('Set-Cookie', [`koa.sid=${id}${attributes}`, `koa.sid.sig=${signature}${attributes}`])
 }
 
 const [id = '', portArg = '', redisUrl = 'redis://127.0.0.1:6379'] = process.argv.slice(2)
@@ -39,6 +63,25 @@ async function setup(): Promise<Setup> {
   switch (id) {
     case 'bare':
       return { load: () => ({ counter: 0 }) }
+    case 'bare-cookies':
+      return { middleware: resendCookies, load: () => ({ counter: 0 }) }
+    case 'bare-hgetall': {
+      // On ioredis, as RedisStore is by default; the hash laid out as ours (JSON text per key).
+      const { Redis } = await import('ioredis')
+      const redis = new Redis(redisUrl)
+      const readHash: Middleware = async (ctx, next) => {
+        if (ctx.path === '/read') await redis.call('HGETALL', `koa:sess:${ID_COOKIE.exec(ctx.get('cookie'))?.[1]}`)
+        await next()
+      }
+      return {
+        middleware: readHash,
+        load: () => ({ counter: 0 }),
+        async login(id, data) {
+          const fields = { ...data, $c: Date.now(), $e: Date.now() + MONTH_MS }
+          await redis.hset(`koa:sess:${id}`, Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, JSON.stringify(v)])))
+        },
+      }
+    }
     case 'memory':
       return { middleware: session({ store: new MemoryStore() }), load: eager }
     case 'redis':
@@ -74,7 +117,7 @@ async function setup(): Promise<Setup> {
   throw new Error(`unknown contender "${id}"`)
 }
 
-const { middleware, load } = await setup()
+const { middleware, load, login } = await setup()
 if (middleware) app.use(middleware)
 
 app.use(async (ctx) => {
@@ -94,8 +137,11 @@ app.use(async (ctx) => {
     case '/login': {
       const i = Number(ctx.query.i)
       // Bare Koa keeps no session, but its requests carry a cookie shaped like ours all the same.
-      if (id === 'bare') ctx.cookies.set('koa.sid', randomBytes(16).toString('base64url'), { signed: true })
-      else Object.assign(await load(ctx), sessionData(i))
+      if (id.startsWith('bare')) {
+        const sid = randomBytes(16).toString('base64url')
+        ctx.cookies.set('koa.sid', sid, { signed: true })
+        await login?.(sid, sessionData(i))
+      } else Object.assign(await load(ctx), sessionData(i))
       ctx.body = 'ok'
       return
     }

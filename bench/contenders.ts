@@ -14,6 +14,11 @@ export interface Contender {
   ours: boolean
   /** A row that shows what an option costs (compared with its plain row, not judged against the targets). */
   option?: true
+  /**
+   * A reference, not a session library: bare Koa plus only what these routes cannot avoid, timed on
+   * them alone and not judged; it shows how close to its floor a figure is.
+   */
+  reference?: readonly Route[]
   /** The Redis key of the session whose cookies are `cookies` (name → value), to check it is stored. */
   redisKey?: (cookies: Map<string, string>) => string | undefined
 }
@@ -41,9 +46,16 @@ export const CONTENDERS: readonly Contender[] = [
     ours: false,
     redisKey: (c) => (c.get('koa.sid') === undefined ? undefined : `koa:sess:${c.get('koa.sid')}`),
   },
+  // What the SPEC makes every write send: both id cookies again, with the expiry the write moved.
+  { id: 'bare-cookies', name: 'reference: bare Koa + re-sending the 2 id cookies', redis: false, ours: false, reference: ['/write'] },
+  // One read of a ~1 KB hash on ioredis, RedisStore's default client.
+  { id: 'bare-hgetall', name: 'reference: bare Koa + 1 HGETALL on ioredis', redis: true, ours: false, reference: ['/read'], redisKey: ourKey },
 ]
 
 export const BARE = CONTENDERS[0] as Contender
+
+/** Whether a contender keeps sessions: bare Koa and the references do not. */
+export const keepsSessions = (contender: Contender): boolean => contender !== BARE && contender.reference === undefined
 
 export const ROUTES = ['/untouched', '/read', '/write'] as const
 export type Route = (typeof ROUTES)[number]

@@ -67,21 +67,39 @@ function ratio(results: Results, contender: Contender, route: Route): number {
   return bare === undefined || mine === undefined ? NaN : mine / bare
 }
 
+const measured = (results: Results, id: string, route: Route): Measured | undefined => results.runs.get(id)?.get(route)
+
+/** The fastest of the peers on Redis on `route`: the targets' yardstick. */
+function bestPeer(results: Results, route: Route): { contender: Contender; m: Measured } | undefined {
+  let best: { contender: Contender; m: Measured } | undefined
+  for (const contender of CONTENDERS.filter((c) => c.redis && !c.ours && !c.reference)) {
+    const m = measured(results, contender.id, route)
+    if (m && (!best || m.requestsPerSecond > best.m.requestsPerSecond)) best = { contender, m }
+  }
+  return best
+}
+
+/** The references, one line each: how far below bare Koa (or above the best peer) the floor of a route is. */
+export function references(results: Results): string[] {
+  const out: string[] = []
+  for (const contender of CONTENDERS) {
+    for (const route of contender.reference ?? []) {
+      const m = measured(results, contender.id, route)
+      if (!m) continue
+      const peer = contender.redis ? bestPeer(results, route) : undefined
+      const overPeer = peer ? `, ${fixed(m.requestsPerSecond / peer.m.requestsPerSecond, 2)}× ${peer.contender.name}` : ''
+      out.push(`- \`${route}\`, ${contender.name.replace(/^reference: /, '')}: ${fixed(ratio(results, contender, route), 2)}× bare${overPeer}`)
+    }
+  }
+  return out
+}
+
 /** The targets, one line each: `[x]` met, `[ ]` missed (or not measured in this run). */
 export function targets(results: Results): string[] {
-  const get = (id: string, route: Route): Measured | undefined => results.runs.get(id)?.get(route)
+  const get = (id: string, route: Route): Measured | undefined => measured(results, id, route)
   const byId = (id: string): Contender => CONTENDERS.find((c) => c.id === id) as Contender
   const ours = CONTENDERS.filter((c) => c.ours)
   const oursOnRedis = ours.filter((c) => c.redis && !c.option)
-  const peersOnRedis = CONTENDERS.filter((c) => c.redis && !c.ours)
-  const bestPeer = (route: Route): { contender: Contender; m: Measured } | undefined => {
-    let best: { contender: Contender; m: Measured } | undefined
-    for (const contender of peersOnRedis) {
-      const m = get(contender.id, route)
-      if (m && (!best || m.requestsPerSecond > best.m.requestsPerSecond)) best = { contender, m }
-    }
-    return best
-  }
   const line = (met: boolean, text: string): string => `- [${met ? 'x' : ' '}] ${text}`
   // The same comparison by the app's CPU time per request, which other load on a shared machine
   // disturbs far less than throughput: shown beside each throughput ratio, not judged.
@@ -95,7 +113,7 @@ export function targets(results: Results): string[] {
     out.push(line(r >= 0.95 && lazy.commandsPerRequest === 0, `\`/untouched\`, lazy: ${fixed(r, 2)}× bare (≥ 0.95)${byCpu(lazy, get(BARE.id, '/untouched'))}, ${fixed(lazy.commandsPerRequest, 2)} Redis commands (0)`))
   }
   for (const route of ['/read', '/write'] as const) {
-    const peer = bestPeer(route)
+    const peer = bestPeer(results, route)
     if (!peer) continue
     for (const contender of oursOnRedis) {
       const m = get(contender.id, route)

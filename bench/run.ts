@@ -1,7 +1,8 @@
 /**
  * `npm run bench [-- --quick] [--reps N] [--only id,id] [--routes /read,/write] [--profile id]`:
- * every contender of bench/contenders.ts on one redis-server, under wrk, each app in its own Node
- * process. `--profile id` (with `--only id`) runs that app under `node --cpu-prof`; see bench/top.ts.
+ * every contender of bench/contenders.ts (with --quick, those the targets judge) on one
+ * redis-server, under wrk, each app in its own Node process. `--profile id` (with `--only id`) runs
+ * that app under `node --cpu-prof`; see bench/top.ts.
  *
  * CPU pinning on a 2-core machine: every app on CPU 0 (only the one under load is busy); wrk and
  * redis-server share CPU 1, so neither the load generator nor Redis takes time from the app.
@@ -21,10 +22,10 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { cookieHeader, get, loginAll, type Jar } from './client.js'
-import { CONTENDERS, ROUTES, SESSIONS, type Contender, type Route } from './contenders.js'
+import { CONTENDERS, keepsSessions, ROUTES, SESSIONS, type Contender, type Route } from './contenders.js'
 import { cpuBusySeconds, cpuSeconds, foreignCores, foreignCpu, freePort, quietMoment, runPinned, startPinned, startRedis, waitFor, type BenchRedis, type RedisCounters } from './processes.js'
 import { race } from './race.js'
-import { DISTURBED, tables, targets, type Measured, type Results } from './report.js'
+import { DISTURBED, references, tables, targets, type Measured, type Results } from './report.js'
 
 const APP_CPU = 0
 const LOAD_CPU = 1
@@ -42,13 +43,19 @@ const { values: flags } = parseArgs({
     profile: { type: 'string' },
   },
 })
-// Full runs time every route in 3 rounds and keep the least disturbed: the machine may be shared, and noisy.
-const reps = Number(flags.reps ?? (flags.quick ? 1 : 3))
+// Full runs time every route in 5 rounds and keep the least disturbed: the machine may be shared,
+// and noisy in spells that can outlast a round; more, shorter rounds give each row more chances
+// to meet a quiet one.
+const reps = Number(flags.reps ?? (flags.quick ? 1 : 5))
 if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer')
 // wrk takes whole seconds. --quick: a 1 s warm-up on all routes per contender, then 1 s per
-// route, so the whole run stays under a minute; full: 2 s, then 1 s warm-up and 5 s timed per route.
-const timing = flags.quick ? { warmup: 1, routeWarmup: 0, duration: 1 } : { warmup: 2, routeWarmup: 1, duration: 5 }
-const selected = flags.only === undefined ? CONTENDERS : CONTENDERS.filter((c) => flags.only?.split(',').includes(c.id))
+// route, so the whole run stays under a minute; full: 2 s, then 1 s warm-up and 3 s timed per route.
+const timing = flags.quick ? { warmup: 1, routeWarmup: 0, duration: 1 } : { warmup: 2, routeWarmup: 1, duration: 3 }
+// --quick times only the contenders the targets judge: option rows and references explain a full
+// run's figures, and would cost the quick run its minute.
+const selected = flags.only === undefined
+  ? CONTENDERS.filter((c) => !(flags.quick && (c.option || c.reference)))
+  : CONTENDERS.filter((c) => flags.only?.split(',').includes(c.id))
 if (selected.length === 0) throw new Error(`--only matches none of: ${CONTENDERS.map((c) => c.id).join(', ')}`)
 const routes = flags.routes === undefined ? ROUTES : ROUTES.filter((r) => flags.routes?.split(',').includes(r))
 if (routes.length === 0) throw new Error(`--routes matches none of: ${ROUTES.join(', ')}`)
@@ -78,7 +85,7 @@ function check(condition: boolean, contender: Contender, what: string): void {
 async function verify(contender: Contender, base: string, jars: Jar[], redis: BenchRedis, db: number): Promise<void> {
   const jar: Jar = new Map(jars[1])
   check((await get(base, '/untouched', jar)) === 'ok', contender, '/untouched')
-  if (contender.id !== 'bare') {
+  if (keepsSessions(contender)) {
     const read = await get(base, '/read', jar)
     check(read === '1', contender, `/read answered ${read}, not the seeded counter 1`)
     const write = await get(base, '/write', jar)
@@ -215,6 +222,7 @@ async function main(): Promise<void> {
       for (const route of routes) {
         console.error(`[${rep}/${reps}] ${route}`)
         for (const app of apps) {
+          if (app.contender.reference && !app.contender.reference.includes(route)) continue
           const byRoute = samples.get(app.contender.id) ?? new Map<Route, Measured[]>()
           byRoute.set(route, [...(byRoute.get(route) ?? []), await measure(app, apps, route, redis, overhead)])
           samples.set(app.contender.id, byRoute)
@@ -225,7 +233,7 @@ async function main(): Promise<void> {
     // A profile ends with the last timed run, so `bench/top.ts --last <seconds>` can isolate it.
     if (flags.profile === undefined) {
       for (const app of apps) {
-        if (app.contender.id === 'bare') continue
+        if (!keepsSessions(app.contender)) continue
         console.error(`race: ${app.contender.name}`)
         results.races.set(app.contender.id, await race(app.base, SESSIONS))
       }
@@ -275,6 +283,9 @@ async function main(): Promise<void> {
       '',
       ...targets(results),
       '',
+      ...(references(results).length > 0
+        ? ['References (bare Koa plus only what the route cannot avoid: the floor under any session library; not judged):', '', ...references(results), '']
+        : []),
     ].join('\n')
     console.log(`\n${report}`)
     // A partial or profiled run is not a result to keep.
