@@ -22,8 +22,10 @@ export interface Measured {
 export const DISTURBED = 0.1
 
 export interface Results {
-  /** By contender id, then route. */
+  /** By contender id, then route: the run kept for the table (the least disturbed). */
   runs: Map<string, Map<Route, Measured>>
+  /** By contender id, then route: every round's run, in round order (the ratios pair them). */
+  rounds: Map<string, Map<Route, Measured[]>>
   /** Lost updates by contender id. */
   races: Map<string, { lost: number; updates: number }>
 }
@@ -61,10 +63,25 @@ export function tables(results: Results): string {
   return lines.join('\n')
 }
 
+const throughput = (m: Measured): number => m.requestsPerSecond
+const cheapness = (m: Measured): number => 1 / m.appCpuUs
+
+/**
+ * How `mine` compares with `other` on `route` by `figure`: the median, over the rounds, of the
+ * ratio of their two runs in the same round. Runs of one round are a few minutes apart at most,
+ * so the machine's slower drifts fall on both and cancel out.
+ */
+function paired(results: Results, mine: string, other: string, route: Route, figure: (m: Measured) => number): number {
+  const a = results.rounds.get(mine)?.get(route)
+  const b = results.rounds.get(other)?.get(route)
+  if (!a || !b || a.length !== b.length || a.length === 0) return NaN
+  const ratios = a.map((m, i) => figure(m) / figure(b[i] as Measured)).sort((x, y) => x - y)
+  const middle = ratios.length >> 1
+  return ratios.length % 2 === 1 ? (ratios[middle] as number) : ((ratios[middle - 1] as number) + (ratios[middle] as number)) / 2
+}
+
 function ratio(results: Results, contender: Contender, route: Route): number {
-  const bare = results.runs.get(BARE.id)?.get(route)?.requestsPerSecond
-  const mine = results.runs.get(contender.id)?.get(route)?.requestsPerSecond
-  return bare === undefined || mine === undefined ? NaN : mine / bare
+  return paired(results, contender.id, BARE.id, route, throughput)
 }
 
 const measured = (results: Results, id: string, route: Route): Measured | undefined => results.runs.get(id)?.get(route)
@@ -87,7 +104,7 @@ export function references(results: Results): string[] {
       const m = measured(results, contender.id, route)
       if (!m) continue
       const peer = contender.redis ? bestPeer(results, route) : undefined
-      const overPeer = peer ? `, ${fixed(m.requestsPerSecond / peer.m.requestsPerSecond, 2)}× ${peer.contender.name}` : ''
+      const overPeer = peer ? `, ${fixed(paired(results, contender.id, peer.contender.id, route, throughput), 2)}× ${peer.contender.name}` : ''
       out.push(`- \`${route}\`, ${contender.name.replace(/^reference: /, '')}: ${fixed(ratio(results, contender, route), 2)}× bare${overPeer}`)
     }
   }
@@ -103,14 +120,16 @@ export function targets(results: Results): string[] {
   const line = (met: boolean, text: string): string => `- [${met ? 'x' : ' '}] ${text}`
   // The same comparison by the app's CPU time per request, which other load on a shared machine
   // disturbs far less than throughput: shown beside each throughput ratio, not judged.
-  const byCpu = (mine: Measured | undefined, reference: Measured | undefined): string =>
-    mine && reference ? ` [by app CPU per request: ${fixed(reference.appCpuUs / mine.appCpuUs, 2)}×]` : ''
+  const byCpu = (mine: string, other: string, route: Route): string => {
+    const r = paired(results, mine, other, route, cheapness)
+    return Number.isFinite(r) ? ` [by app CPU per request: ${fixed(r, 2)}×]` : ''
+  }
   const out: string[] = []
 
   const lazy = get('redis-lazy', '/untouched')
   if (lazy) {
     const r = ratio(results, byId('redis-lazy'), '/untouched')
-    out.push(line(r >= 0.95 && lazy.commandsPerRequest === 0, `\`/untouched\`, lazy: ${fixed(r, 2)}× bare (≥ 0.95)${byCpu(lazy, get(BARE.id, '/untouched'))}, ${fixed(lazy.commandsPerRequest, 2)} Redis commands (0)`))
+    out.push(line(r >= 0.95 && lazy.commandsPerRequest === 0, `\`/untouched\`, lazy: ${fixed(r, 2)}× bare (≥ 0.95)${byCpu('redis-lazy', BARE.id, '/untouched')}, ${fixed(lazy.commandsPerRequest, 2)} Redis commands (0)`))
   }
   for (const route of ['/read', '/write'] as const) {
     const peer = bestPeer(results, route)
@@ -118,8 +137,8 @@ export function targets(results: Results): string[] {
     for (const contender of oursOnRedis) {
       const m = get(contender.id, route)
       if (!m) continue
-      const speedup = m.requestsPerSecond / peer.m.requestsPerSecond
-      const speed = `${fixed(speedup, 2)}× ${peer.contender.name} (≥ 1.5)${byCpu(m, peer.m)}`
+      const speedup = paired(results, contender.id, peer.contender.id, route, throughput)
+      const speed = `${fixed(speedup, 2)}× ${peer.contender.name} (≥ 1.5)${byCpu(contender.id, peer.contender.id, route)}`
       if (route === '/read') {
         const oneCommand = Math.abs(m.commandsPerRequest - 1) < 0.02
         out.push(line(speedup >= 1.5 && oneCommand, `\`/read\`, ${contender.name}: ${speed}, ${fixed(m.commandsPerRequest, 2)} Redis commands (exactly 1)`))
@@ -131,7 +150,7 @@ export function targets(results: Results): string[] {
   }
   for (const route of ['/read', '/write'] as const) {
     const r = ratio(results, byId('memory'), route)
-    const cpu = byCpu(get('memory', route), get(BARE.id, route))
+    const cpu = byCpu('memory', BARE.id, route)
     if (Number.isFinite(r)) out.push(line(r >= 0.85, `\`${route}\`, ours on MemoryStore: ${fixed(r, 2)}× bare (≥ 0.85)${cpu}`))
   }
   for (const contender of ours) {

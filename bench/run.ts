@@ -43,9 +43,9 @@ const { values: flags } = parseArgs({
     profile: { type: 'string' },
   },
 })
-// Full runs time every route in 5 rounds and keep the least disturbed: the machine may be shared,
-// and noisy in spells that can outlast a round; more, shorter rounds give each row more chances
-// to meet a quiet one.
+// Full runs time every route in 5 rounds: the machine may be shared, and noisy in spells that come
+// and go within minutes. Ratios pair the runs of one round; the table keeps each row's least
+// disturbed round (see report.ts and below).
 const reps = Number(flags.reps ?? (flags.quick ? 1 : 5))
 if (!Number.isInteger(reps) || reps < 1) throw new Error('--reps must be a positive integer')
 // wrk takes whole seconds. --quick: a 1 s warm-up on all routes per contender, then 1 s per
@@ -229,7 +229,7 @@ async function main(): Promise<void> {
         }
       }
     }
-    const results: Results = { runs: new Map(), races: new Map() }
+    const results: Results = { runs: new Map(), rounds: samples, races: new Map() }
     // A profile ends with the last timed run, so `bench/top.ts --last <seconds>` can isolate it.
     if (flags.profile === undefined) {
       for (const app of apps) {
@@ -270,7 +270,7 @@ async function main(): Promise<void> {
         `busy); \`wrk ${WRK_ARGS.join(' ')}\` and \`redis-server\` share CPU ${LOAD_CPU} (\`taskset -c ${LOAD_CPU}\`), so neither ` +
         `takes time from the app. Each app has ${SESSIONS} sessions logged in over HTTP (a user id, a counter and 20 ` +
         `preference fields, ~1 KB of JSON); every request carries the cookies of one of them, picked at random; ${timed}; ` +
-        `routes are timed one at a time, every contender in turn${reps > 1 ? `; of ${reps} rounds, each row keeps the least disturbed (the least app CPU per request)` : ''}. Redis ` +
+        `routes are timed one at a time, every contender in turn${reps > 1 ? `, in ${reps} rounds; a row's req/s, p99, app CPU and Redis figures are those of its least disturbed round (the least app CPU per request), and every ratio (× bare Koa, and against the peers below) is the median over the rounds of the ratio between the two runs of the same round, a few minutes apart at most` : ''}. Redis ` +
         'figures are deltas of `INFO commandstats` (all calls but INFO; MULTI and EXEC count as commands) and `INFO stats` ' +
         '`total_net_input_bytes` over the timed run, divided by the requests completed. Ratios compare with bare Koa in ' +
         'the same run. Lost updates: 200 rounds of two parallel requests to one session, each setting a different key ' +
