@@ -165,11 +165,11 @@ async function measure(app: Running, apps: Running[], route: Route, redis: Bench
     if (spareSeconds > 0) await quietMoment(DISTURBED, Math.min(5, spareSeconds))
     if (timing.routeWarmup > 0) await wrk(app.port, route, app.cookieFile, timing.routeWarmup)
     // Requests still in flight when wrk stops reach Redis before the counters are read.
-    await sleep(100)
+    await sleep(50)
     const [before, cpuBefore, appBefore, appCoreBefore] = await Promise.all([redis.counters(), foreignCpu(), cpuSeconds(app.pid), appCoreForeign(apps)])
     const run = await wrk(app.port, route, app.cookieFile, timing.duration)
     const [cpuAfter, appAfter, appCoreAfter] = await Promise.all([foreignCpu(), cpuSeconds(app.pid), appCoreForeign(apps)])
-    await sleep(100)
+    await sleep(50)
     const after = await redis.counters()
     const perRequest = (key: keyof RedisCounters, minus = 0): number => Math.max(0, after[key] - before[key] - minus) / run.requests
     const seconds = run.durationUs / 1e6
