@@ -1,6 +1,6 @@
 import { ReadLog } from './conflicts.js'
 import { SessionTooLargeError } from './errors.js'
-import type { Patch } from './store.js'
+import { fieldLength, FIELDS_LENGTH, type Patch } from './store.js'
 import { Tracker } from './tracking.js'
 import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, isDataField } from './values.js'
 
@@ -178,14 +178,17 @@ export class Changes {
   assertSize(set: Record<string, unknown>, loaded: boolean, maxBytes: number): void {
     const encoded: Record<string, string> = {}
     let units = 2
-    for (const key in set) units += key.length + (encoded[key] = encodeValue(set[key])).length + 4
+    for (const key in set) units += fieldLength(key, (encoded[key] = encodeValue(set[key])))
     if (loaded) {
       const stored = this.#stored
-      for (const key in stored) units += key.length + (stored[key] as string).length + 4
+      // This package's stores hand out that sum with the fields: no walk over them.
+      const storedUnits = (stored as { [FIELDS_LENGTH]?: number } | undefined)?.[FIELDS_LENGTH]
+      if (storedUnits !== undefined) units += storedUnits
+      else for (const key in stored) units += fieldLength(key, stored[key] as string)
       // A value decoded but unchanged is its stored text; ABSENT encodes as nothing.
       for (const key in this.#data) {
         const text = (!this.changed.has(key) && stored?.[key]) || encodeValue(this.#data[key])
-        units += key.length + (text ?? '').length + 4
+        units += fieldLength(key, text ?? '')
       }
     }
     if (units * 3 <= maxBytes) return

@@ -54,3 +54,13 @@ export interface ConditionalPatch extends Patch {
   /** Keys that must still hold these values (`undefined`: must be absent) for the write to happen. */
   expect: Record<string, unknown>
 }
+
+/**
+ * Internal, between this package's stores and the size check: `getEncoded` fields may carry under
+ * this key the sum, over every field, of the key's length, its text's length and 4 (UTF-16 units),
+ * so that checking a write against `maxBytes` needs no walk over the fields. It must be exact.
+ */
+export const FIELDS_LENGTH = Symbol('koa-atomic-session#fieldsLength')
+
+/** The units one field adds to `FIELDS_LENGTH`: its key and text, quotes, colon and comma. */
+export const fieldLength = (key: string, text: string): number => key.length + text.length + 4

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { Changes } from '../src/changes.js'
 import { SessionTooLargeError } from '../src/errors.js'
+import { FIELDS_LENGTH } from '../src/store.js'
 
 /** Fields as a store's getEncoded hands them out: JSON text per key, bookkeeping included. */
 function stored(): Readonly<Record<string, string>> {
@@ -81,6 +82,17 @@ describe('Changes over encoded fields', () => {
     const changes = loaded()
     changes.assign('extra', true)
     assert.deepEqual({ ...changes.all() }, { user: 'u1', cart: { items: [1, 2] }, counter: 3, extra: true })
+  })
+
+  it('takes the loaded size from the FIELDS_LENGTH a store hands out, as a bound only: the verdict stays exact', () => {
+    const fields = stored()
+    const length = Object.entries(fields).reduce((sum, [key, text]) => sum + key.length + text.length + 4, 0)
+    const exact = loaded(Object.freeze({ ...fields, [FIELDS_LENGTH]: length }))
+    assert.doesNotThrow(() => exact.assertSize({ big: 'xxxx' }, true, 62))
+    assert.throws(() => exact.assertSize({ big: 'xxxxx' }, true, 62), SessionTooLargeError)
+    // A length far too large only sends the check down the exact count, which walks the fields.
+    const overstated = loaded(Object.freeze({ ...fields, [FIELDS_LENGTH]: 1e9 }))
+    assert.doesNotThrow(() => overstated.assertSize({ big: 'xxxx' }, true, 62))
   })
 
   it('counts the loaded data in the size check, and only the loaded data', () => {

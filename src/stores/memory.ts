@@ -1,5 +1,5 @@
 import { SessionValueError } from '../errors.js'
-import type { ConditionalPatch, Patch, Store } from '../store.js'
+import { fieldLength, FIELDS_LENGTH, type ConditionalPatch, type Patch, type Store } from '../store.js'
 import { decodeRecord, decodeValue, encodeValue, PROTOTYPE_KEYS } from '../values.js'
 
 export interface MemoryStoreOptions {
@@ -16,9 +16,10 @@ interface Entry {
    * Each top-level key's JSON encoding: reads decode a fresh copy, so callers never share objects.
    * Never changed in place (a write puts a new object here), so a read may hand it out as it is.
    * An ordinary object, copied with a spread (five times cheaper than into a prototype-free one):
-   * it is read through own keys only (`own`), and prototype keys are never written to it.
+   * it is read through own keys only (`own`), and prototype keys are never written to it. It
+   * carries its `FIELDS_LENGTH`, kept up to date by each write from the keys it changes.
    */
-  fields: Readonly<Record<string, string>>
+  fields: Readonly<Record<string, string>> & { [FIELDS_LENGTH]: number }
   expiresAt: number
   /** Neighbours in the recency list, from the least recently used (`oldest`) to the most. */
   older: Entry | undefined
@@ -119,10 +120,25 @@ export class MemoryStore implements Store {
 
   #write(id: string, patch: Patch): void {
     const entry = this.#live(id)
-    const fields: Record<string, string> = entry ? { ...entry.fields } : {}
+    const fields: Record<string, string> & { [FIELDS_LENGTH]: number } = entry ? { ...entry.fields } : { [FIELDS_LENGTH]: 0 }
+    let length = fields[FIELDS_LENGTH]
     // Prototype keys would not be kept by an ordinary object, and no read returns them anyway.
-    for (const key in patch.set) if (!PROTOTYPE_KEYS.has(key)) fields[key] = encodeValue(patch.set[key])
-    if (patch.unset) for (const key of patch.unset) delete fields[key]
+    for (const key in patch.set) {
+      if (PROTOTYPE_KEYS.has(key)) continue
+      const before = own(fields, key)
+      if (before !== undefined) length -= fieldLength(key, before)
+      const text = (fields[key] = encodeValue(patch.set[key]))
+      length += fieldLength(key, text)
+    }
+    if (patch.unset) {
+      for (const key of patch.unset) {
+        const before = own(fields, key)
+        if (before === undefined) continue
+        length -= fieldLength(key, before)
+        delete fields[key]
+      }
+    }
+    fields[FIELDS_LENGTH] = length
     const now = Date.now()
     if (entry) {
       entry.fields = fields

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import { MemoryStore } from '../../src/stores/memory.js'
+import { FIELDS_LENGTH } from '../../src/store.js'
 import { storeContract } from '../contract/store-contract.js'
 
 storeContract('MemoryStore', async () => ({ store: new MemoryStore() }))
@@ -38,6 +39,26 @@ describe('MemoryStore', () => {
     await sleep(40)
     for (let i = 0; i < 64; i++) await store.apply(`new${i}`, { set: { i }, ttlMs: 60_000 })
     assert.ok(store.size < 128, `expected expired sessions to be swept, size is ${store.size}`)
+  })
+
+  it('keeps the exact length of each session\'s fields (FIELDS_LENGTH) through sets, rewrites and removals', async () => {
+    const store = new MemoryStore()
+    const lengthOf = (fields: Readonly<Record<string, string>>): number =>
+      Object.entries(fields).reduce((sum, [key, text]) => sum + key.length + text.length + 4, 0)
+    const check = (): void => {
+      const fields = store.getEncoded('s') as Readonly<Record<string, string>> & { [FIELDS_LENGTH]: number }
+      assert.equal(fields[FIELDS_LENGTH], lengthOf(fields))
+    }
+    await store.apply('s', { set: { a: 1, b: 'two', c: { d: [3] } }, ttlMs: 60_000 })
+    check()
+    await store.apply('s', { set: { b: 'a longer two', e: 'é' }, unset: ['a', 'missing'], ttlMs: 60_000 })
+    check()
+    await store.increment('s', 'n', 5, 60_000)
+    check()
+    assert.equal(await store.applyIf('s', { set: { c: null }, unset: ['e'], expect: { b: 'a longer two' }, ttlMs: 60_000 }), true)
+    check()
+    await store.apply('s', { set: { ['__proto__' as string]: 1 }, ttlMs: 60_000 })
+    check()
   })
 
   it('refuses a maxSessions that is not a positive integer', () => {

@@ -12,6 +12,7 @@ import { promisify } from 'node:util'
 import { Cluster, Redis } from 'ioredis'
 import { createClient, createCluster, createSentinel } from 'redis'
 import { SessionValueError } from '../../src/errors.js'
+import { FIELDS_LENGTH } from '../../src/store.js'
 import { RedisStore, type RedisStoreOptions } from '../../src/stores/redis/index.js'
 import { storeContract } from '../contract/store-contract.js'
 import {
@@ -130,6 +131,14 @@ for (const kind of CLIENTS) {
         none: 'null',
         $e: '1234',
       })
+    })
+
+    it('hands out the fields with their exact length (FIELDS_LENGTH), so the size check of a write walks none of them', async () => {
+      const id = fresh()
+      await store.apply(id, { set: { user: 'ann', cart: { items: [1, 2] }, note: 'é✓' }, ttlMs: MINUTE })
+      const fields = (await store.getEncoded(id)) as Record<string, string> & { [FIELDS_LENGTH]?: number }
+      const expected = Object.entries(fields).reduce((sum, [key, text]) => sum + key.length + text.length + 4, 0)
+      assert.equal(fields[FIELDS_LENGTH], expected)
     })
 
     it('gives every kind of write a TTL', async () => {

@@ -10,7 +10,7 @@
  * `WAIT waitReplicas waitTimeoutMs` (see `#write`).
  */
 import { SessionValueError } from '../../errors.js'
-import type { ConditionalPatch, Patch, Store } from '../../store.js'
+import { fieldLength, FIELDS_LENGTH, type ConditionalPatch, type Patch, type Store } from '../../store.js'
 import { withDeadline } from '../deadline.js'
 import { decodeRecord, emptyRecord, encodeValue } from '../../values.js'
 import { isIoRedisClient, openIoRedis, IoRedisAdapter, type IoRedisClient, type IoRedisOptions, type OwnConnection } from './ioredis.js'
@@ -362,17 +362,23 @@ function encodeFields(set: Record<string, unknown> | undefined): string[] {
  */
 function fieldsOf(reply: unknown): Record<string, string> | undefined {
   let fields: Record<string, string> | undefined
+  let length = 0
+  const add = (key: string, value: string): void => {
+    ;(fields as Record<string, string>)[key] = value
+    length += fieldLength(key, value)
+  }
   if (reply instanceof Map) {
     fields = emptyRecord<string>()
-    for (const [key, value] of reply) fields[String(key)] = String(value)
+    for (const [key, value] of reply) add(String(key), String(value))
   } else if (Array.isArray(reply)) {
     fields = emptyRecord<string>()
-    for (let i = 0; i + 1 < reply.length; i += 2) fields[String(reply[i])] = String(reply[i + 1])
+    for (let i = 0; i + 1 < reply.length; i += 2) add(String(reply[i]), String(reply[i + 1]))
   } else if (typeof reply === 'object' && reply !== null) {
     fields = reply as Record<string, string>
-    for (const key in fields) if (typeof fields[key] !== 'string') fields[key] = String(fields[key])
+    for (const key in fields) add(key, String(fields[key]))
   }
-  if (!fields) return undefined
-  for (const _ in fields) return fields
-  return undefined
+  if (!fields || length === 0) return undefined
+  // The size check of a write then needs no walk over the fields (see FIELDS_LENGTH).
+  ;(fields as { [FIELDS_LENGTH]?: number })[FIELDS_LENGTH] = length
+  return fields
 }
