@@ -361,24 +361,20 @@ function encodeFields(set: Record<string, unknown> | undefined): string[] {
  * type mapping) or a flat array (RESP2 raw). Buffers (an application's type mapping) become text.
  */
 function fieldsOf(reply: unknown): Record<string, string> | undefined {
-  let fields: Record<string, string> | undefined
+  if (typeof reply !== 'object' || reply === null) return undefined
+  const pairs = reply instanceof Map || Array.isArray(reply)
+  const fields: Record<string, string> & { [FIELDS_LENGTH]?: number } = pairs ? emptyRecord<string>() : (reply as Record<string, string>)
   let length = 0
-  const add = (key: string, value: string): void => {
-    ;(fields as Record<string, string>)[key] = value
-    length += fieldLength(key, value)
+  const add = (key: string, value: unknown): void => {
+    const text = String(value)
+    fields[key] = text
+    length += fieldLength(key, text)
   }
-  if (reply instanceof Map) {
-    fields = emptyRecord<string>()
-    for (const [key, value] of reply) add(String(key), String(value))
-  } else if (Array.isArray(reply)) {
-    fields = emptyRecord<string>()
-    for (let i = 0; i + 1 < reply.length; i += 2) add(String(reply[i]), String(reply[i + 1]))
-  } else if (typeof reply === 'object' && reply !== null) {
-    fields = reply as Record<string, string>
-    for (const key in fields) add(key, String(fields[key]))
-  }
-  if (!fields || length === 0) return undefined
+  if (reply instanceof Map) for (const [key, value] of reply) add(String(key), value)
+  else if (Array.isArray(reply)) for (let i = 0; i + 1 < reply.length; i += 2) add(String(reply[i]), reply[i + 1])
+  else for (const key in fields) add(key, fields[key])
+  if (length === 0) return undefined
   // The size check of a write then needs no walk over the fields (see FIELDS_LENGTH).
-  ;(fields as { [FIELDS_LENGTH]?: number })[FIELDS_LENGTH] = length
+  fields[FIELDS_LENGTH] = length
   return fields
 }
