@@ -21,7 +21,7 @@ import Koa, { type Context, type Middleware } from 'koa'
 const dist = (path: string): Promise<unknown> => import(new URL(`../dist/esm/${path}`, import.meta.url).href)
 const { session, MemoryStore } = (await dist('index.js')) as typeof import('../src/index.js')
 const { RedisStore } = (await dist('stores/redis/index.js')) as typeof import('../src/stores/redis/index.js')
-import { sessionData } from './contenders.js'
+import { CONTENDERS, keepsSessions, sessionData, type Contender } from './contenders.js'
 
 type Data = Record<string, unknown> & { counter: number }
 
@@ -53,6 +53,7 @@ const resendCookies: Middleware = async (ctx, next) => {
 }
 
 const [id = '', portArg = '', redisUrl = 'redis://127.0.0.1:6379'] = process.argv.slice(2)
+const contender = CONTENDERS.find((c) => c.id === id) as Contender
 const app = new Koa()
 app.keys = ['k1', 'k2']
 
@@ -137,7 +138,7 @@ app.use(async (ctx) => {
     case '/login': {
       const i = Number(ctx.query.i)
       // Bare Koa keeps no session, but its requests carry a cookie shaped like ours all the same.
-      if (id.startsWith('bare')) {
+      if (!keepsSessions(contender)) {
         const sid = randomBytes(16).toString('base64url')
         ctx.cookies.set('koa.sid', sid, { signed: true })
         await login?.(sid, sessionData(i))

@@ -260,6 +260,7 @@ async function main(): Promise<void> {
     const timed = timing.routeWarmup > 0
       ? `${timing.warmup} s of warm-up on all routes, then per route ${timing.routeWarmup} s of warm-up and ${timing.duration} s timed`
       : `${timing.warmup} s of warm-up on all routes, then ${timing.duration} s timed per route`
+    const floors = references(results)
     const report = [
       `# \`npm run bench${flags.quick ? ' -- --quick' : ''}\`: ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
       '',
@@ -283,8 +284,8 @@ async function main(): Promise<void> {
       '',
       ...targets(results),
       '',
-      ...(references(results).length > 0
-        ? ['References (bare Koa plus only what the route cannot avoid: the floor under any session library; not judged):', '', ...references(results), '']
+      ...(floors.length > 0
+        ? ['References (bare Koa plus only what the route cannot avoid: the floor under any session library; not judged):', '', ...floors, '']
         : []),
     ].join('\n')
     console.log(`\n${report}`)

@@ -147,8 +147,11 @@ export class SessionState implements ViewState {
       this.#stored = false
       return
     }
+    // Bookkeeping decoded for this check is kept, not decoded again when first read.
+    let meta: Meta | undefined
     if (loaded && this.config.absoluteMaxAge !== undefined) {
-      const created = 'record' in loaded ? loaded.record[CREATED] : decodeMeta(loaded.fields)[CREATED]
+      if ('fields' in loaded) meta = decodeMeta(loaded.fields)
+      const created = 'fields' in loaded ? meta?.[CREATED] : loaded.record[CREATED]
       if (pastAbsolute(Date.now(), this.config.absoluteMaxAge, created)) {
         await this.#destroyStored(id)
         loaded = undefined
@@ -162,7 +165,7 @@ export class SessionState implements ViewState {
       this.#stored = false
       return
     }
-    this.#adopt(loaded)
+    this.#adopt(loaded, meta)
     // Last: true only when nothing above threw, and the body ran without waiting (after an
     // await, the middleware is awaiting the promise and never looks).
     this.#loadedAtOnce = true
@@ -184,10 +187,13 @@ export class SessionState implements ViewState {
     this.#ensureId()
   }
 
-  /** Takes a loaded session as this session, keeping changes made before it arrived. */
-  #adopt(loaded: Loaded): void {
+  /**
+   * Takes a loaded session as this session, keeping changes made before it arrived. `meta`: the
+   * bookkeeping of `loaded.fields`, when already decoded.
+   */
+  #adopt(loaded: Loaded, meta?: Meta): void {
     if ('fields' in loaded) {
-      this.#meta = undefined
+      this.#meta = meta
       this.#metaFields = loaded.fields
     } else {
       this.#metaFields = undefined
