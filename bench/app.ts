@@ -42,14 +42,42 @@ interface Setup {
  */
 const MONTH_MS = 30 * 24 * 3600 * 1000
 const ID_COOKIE = /(?:^|;) *koa\.sid=([^;]*)/
+const SIG_COOKIE = /(?:^|;) *koa\.sid\.sig=([^;]*)/
 const resendCookies: Middleware = async (ctx, next) => {
   await next()
   if (ctx.path !== '/write') return
   const cookie = ctx.get('cookie')
   const id = ID_COOKIE.exec(cookie)?.[1]
-  const signature = /(?:^|;) *koa\.sid\.sig=([^;]*)/.exec(cookie)?.[1]
+  const signature = SIG_COOKIE.exec(cookie)?.[1]
   const attributes = `; path=/; expires=${new Date(Date.now() + MONTH_MS).toUTCString()}; samesite=lax; httponly`
   ctx.set('Set-Cookie', [`koa.sid=${id}${attributes}`, `koa.sid.sig=${signature}${attributes}`])
+}
+
+/**
+ * What any /read on an in-process store must do: find the two id cookies, trust a signature that
+ * keygrip accepted before (as ours remembers them; keygrip meets each id once), look the session up
+ * in a Map of JSON text per key (as MemoryStore keeps it) and decode the one key read.
+ */
+function lookupSession(): Setup {
+  const sessions = new Map<string, Record<string, string>>()
+  const verified = new Map<string, string>()
+  const found = (ctx: Context): Record<string, string> | undefined => {
+    const cookie = ctx.get('cookie')
+    const id = ID_COOKIE.exec(cookie)?.[1]
+    const signature = SIG_COOKIE.exec(cookie)?.[1]
+    if (id === undefined || signature === undefined) return undefined
+    if (verified.get(id) !== signature) {
+      if (ctx.cookies.get('koa.sid', { signed: true }) !== id) return undefined
+      verified.set(id, signature)
+    }
+    return sessions.get(id)
+  }
+  return {
+    load: (ctx) => ({ counter: JSON.parse(found(ctx)?.counter ?? '0') as number }),
+    async login(id, data) {
+      sessions.set(id, Object.fromEntries(Object.entries(data).map(([k, v]) => [k, JSON.stringify(v)])))
+    },
+  }
 }
 
 const [id = '', portArg = '', redisUrl = 'redis://127.0.0.1:6379'] = process.argv.slice(2)
@@ -64,19 +92,25 @@ async function setup(): Promise<Setup> {
   switch (id) {
     case 'bare':
       return { load: () => ({ counter: 0 }) }
+    case 'bare-lookup':
+      return lookupSession()
     case 'bare-cookies':
       return { middleware: resendCookies, load: () => ({ counter: 0 }) }
     case 'bare-hgetall': {
       // On ioredis, as RedisStore is by default; the hash laid out as ours (JSON text per key).
       const { Redis } = await import('ioredis')
       const redis = new Redis(redisUrl)
+      const counters = new WeakMap<Context, number>()
       const readHash: Middleware = async (ctx, next) => {
-        if (ctx.path === '/read') await redis.call('HGETALL', `koa:sess:${ID_COOKIE.exec(ctx.get('cookie'))?.[1]}`)
+        if (ctx.path === '/read') {
+          const reply = (await redis.call('HGETALL', `koa:sess:${ID_COOKIE.exec(ctx.get('cookie'))?.[1]}`)) as string[]
+          counters.set(ctx, JSON.parse(reply[reply.indexOf('counter') + 1] ?? '0') as number)
+        }
         await next()
       }
       return {
         middleware: readHash,
-        load: () => ({ counter: 0 }),
+        load: (ctx) => ({ counter: counters.get(ctx) ?? 0 }),
         async login(id, data) {
           const fields = { ...data, $c: Date.now(), $e: Date.now() + MONTH_MS }
           await redis.hset(`koa:sess:${id}`, Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, JSON.stringify(v)])))

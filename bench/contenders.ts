@@ -46,9 +46,11 @@ export const CONTENDERS: readonly Contender[] = [
     ours: false,
     redisKey: (c) => (c.get('koa.sid') === undefined ? undefined : `koa:sess:${c.get('koa.sid')}`),
   },
+  // What any /read on MemoryStore must do: find the id cookie, trust its signature, look the session up, decode the counter.
+  { id: 'bare-lookup', name: 'reference: bare Koa + id cookies checked + 1 Map lookup', redis: false, ours: false, reference: ['/read'] },
   // What the SPEC makes every write send: both id cookies again, with the expiry the write moved.
   { id: 'bare-cookies', name: 'reference: bare Koa + re-sending the 2 id cookies', redis: false, ours: false, reference: ['/write'] },
-  // One read of a ~1 KB hash on ioredis, RedisStore's default client.
+  // One read of a ~1 KB hash on ioredis, RedisStore's default client, and the counter decoded.
   { id: 'bare-hgetall', name: 'reference: bare Koa + 1 HGETALL on ioredis', redis: true, ours: false, reference: ['/read'], redisKey: ourKey },
 ]
 

@@ -92,6 +92,9 @@ async function verify(contender: Contender, base: string, jars: Jar[], redis: Be
     check(write === '2', contender, `/write answered ${write}, not 2`)
     const reread = await get(base, '/read', jar)
     check(reread === '2', contender, `/read after /write answered ${reread}, not 2`)
+  } else if (contender.reference?.includes('/read')) {
+    const read = await get(base, '/read', jar)
+    check(read === '1', contender, `/read answered ${read}, not the seeded counter 1`)
   }
   await redis.admin.select(db)
   const stored = await redis.admin.dbsize()
