@@ -5,7 +5,6 @@ import { parseDuration } from './duration.js'
 import { readKoaSessionCookie } from './koa-session.js'
 import {
   SessionConflictError,
-  SessionError,
   SessionOptionError,
   SessionStateError,
   SessionStoreError,
@@ -15,14 +14,12 @@ import { emit } from './events.js'
 import { ID_PATTERN, newId } from './ids.js'
 import { CREATED, decodeMeta, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
 import type { SessionConfig } from './options.js'
-import type { Patch, Store } from './store.js'
+import type { Patch } from './store.js'
+import { callStore, isPromiseLike, readStored, type Loaded } from './store-calls.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
 import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue } from './values.js'
 import { createView, type RegenerateOptions, type Session, type ViewState } from './view.js'
-
-/** A session as a store returned it: JSON text per key (`getEncoded`), or decoded. */
-type Loaded = { fields: Readonly<Record<string, string>> } | { record: Record<string, unknown> }
 
 /** Bookkeeping a new session's first write carries, when set. */
 const META_WRITTEN_AT_CREATION = [CREATED, MAX_AGE, USER, INDEX_UNTIL]
@@ -136,7 +133,7 @@ export class SessionState implements ViewState {
     }
     let loaded: Loaded | undefined
     try {
-      const reading = this.#read(id)
+      const reading = readStored(this.ctx, this.config.store, this.#key(id), id)
       loaded = isPromiseLike(reading) ? await reading : reading
     } catch (error) {
       if (this.config.onStoreError !== 'anonymous' || !(error instanceof SessionStoreError)) throw error
@@ -341,7 +338,7 @@ export class SessionState implements ViewState {
       await backOff(attempt)
       // A session not stored yet is known to nobody else: what this request holds is the truth.
       const id = this.#stored ? (this.id as string) : undefined
-      const record = id === undefined ? undefined : await this.#call('get', id, () => this.config.store.get(this.#key(id)))
+      const record = id === undefined ? undefined : await callStore(this.ctx, 'get', id, () => this.config.store.get(this.#key(id)))
       const current = id === undefined ? this.changes.value(key) : record?.[key]
       const before = current === undefined ? undefined : encodeValue(current)
       const next = this.changes.unwrap(fn(current))
@@ -379,7 +376,7 @@ export class SessionState implements ViewState {
       this.loaded = true
       return
     }
-    const loaded = await this.#read(this.id)
+    const loaded = await readStored(this.ctx, this.config.store, this.#key(this.id), this.id)
     this.loaded = true
     if (loaded) this.#adopt(loaded)
     else this.#startNew()
@@ -612,54 +609,16 @@ export class SessionState implements ViewState {
     }
   }
 
-  /**
-   * Reads a session, through the store's encoded fast path when it has one. A store that answers
-   * that at once (MemoryStore) is taken at its word: no promise is made.
-   */
-  #read(id: string): Loaded | undefined | Promise<Loaded | undefined> {
-    const store = this.config.store
-    const key = this.#key(id)
-    if (!store.getEncoded) {
-      return this.#call('get', id, async () => {
-        const record = await store.get(key)
-        return record && { record }
-      })
-    }
-    let answer: ReturnType<NonNullable<Store['getEncoded']>>
-    try {
-      answer = store.getEncoded(key)
-    } catch (cause) {
-      throw this.#storeFailure('get', id, cause)
-    }
-    if (!isPromiseLike(answer)) return answer && { fields: answer }
-    return this.#call('get', id, async () => {
-      const fields = await answer
-      return fields && { fields }
-    })
-  }
-
   async #destroyStored(id: string): Promise<void> {
     await this.#call('destroy', id, () => this.config.store.destroy(this.#key(id)))
     if (id === this.#clientId) this.#clientIdDead = true
     emit(this.ctx, 'session:destroyed', id)
   }
 
-  /** Runs a store operation; a failure becomes a `SessionStoreError` (503) and a `session:error` event. */
-  async #call<T>(operation: string, id: string, run: () => Promise<T>): Promise<T> {
-    if (operation !== 'get') this.#assertWritable()
-    try {
-      return await run()
-    } catch (cause) {
-      throw this.#storeFailure(operation, id, cause)
-    }
-  }
-
-  /** What a store operation's failure is thrown as, reported to `session:error` listeners. */
-  #storeFailure(operation: string, id: string, cause: unknown): unknown {
-    if (cause instanceof SessionError || cause instanceof SessionValueError) return cause
-    const error = new SessionStoreError(operation, cause)
-    emit(this.ctx, 'session:error', id, error)
-    return error
+  /** A store operation that changes the session: refused while the session is read-only. */
+  #call<T>(operation: string, id: string, run: () => Promise<T>): Promise<T> {
+    this.#assertWritable()
+    return callStore(this.ctx, operation, id, run)
   }
 
   /** An anonymous session (store down) and a retired id (after a graced regenerate) are read-only. */
@@ -733,8 +692,4 @@ export class SessionState implements ViewState {
       throw new SessionStateError('this session was destroyed in this request; assign ctx.session = {} to start a new one')
     }
   }
-}
-
-function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
-  return typeof (value as { then?: unknown } | undefined)?.then === 'function'
 }
