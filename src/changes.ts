@@ -173,9 +173,9 @@ export class Changes {
    * Throws unless the session, after writing `set`, stays within `maxBytes` (unloaded data is not
    * counted). A quick upper bound comes first (string lengths, three UTF-8 bytes at most per
    * UTF-16 unit, keys in both `set` and the loaded data counted twice): exact byte counts are
-   * needed only near the limit.
+   * needed only near the limit. Returns the JSON text of each value in `set`, for the store.
    */
-  assertSize(set: Record<string, unknown>, loaded: boolean, maxBytes: number): void {
+  assertSize(set: Record<string, unknown>, loaded: boolean, maxBytes: number): Record<string, string> {
     const encoded: Record<string, string> = {}
     let units = 2
     for (const key in set) units += fieldLength(key, (encoded[key] = encodeValue(set[key])))
@@ -187,13 +187,14 @@ export class Changes {
       else for (const key in stored) units += fieldLength(key, stored[key] as string)
       // A value decoded but unchanged is its stored text; ABSENT encodes as nothing.
       for (const key in this.#data) {
-        const text = (!this.changed.has(key) && stored?.[key]) || encodeValue(this.#data[key])
+        const text = Object.hasOwn(encoded, key) ? encoded[key] : (!this.changed.has(key) && stored?.[key]) || encodeValue(this.#data[key])
         units += fieldLength(key, text ?? '')
       }
     }
-    if (units * 3 <= maxBytes) return
+    if (units * 3 <= maxBytes) return encoded
     const bytes = this.#bytes(encoded, loaded)
     if (bytes > maxBytes) throw new SessionTooLargeError(bytes, maxBytes)
+    return encoded
   }
 
   /** The session's exact size as JSON after writing the `encoded` values. */

@@ -14,7 +14,7 @@ import { emit } from './events.js'
 import { ID_PATTERN, newId } from './ids.js'
 import { CREATED, decodeMeta, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
 import type { SessionConfig } from './options.js'
-import type { Patch } from './store.js'
+import { ENCODED, type EncodedPatch, type Patch } from './store.js'
 import { callStore, isPromiseLike, readStored, type Loaded } from './store-calls.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
@@ -552,7 +552,7 @@ export class SessionState implements ViewState {
     const id = this.#ensureId()
     const now = Date.now()
     const set: Record<string, unknown> = { ...patch.set }
-    this.changes.assertSize(set, this.loaded, this.config.maxBytes)
+    const encoded = this.changes.assertSize(set, this.loaded, this.config.maxBytes)
     if (created) {
       this.meta[CREATED] = now
       set[CREATED] = now
@@ -573,7 +573,8 @@ export class SessionState implements ViewState {
         set[INDEX_UNTIL] = this.meta[INDEX_UNTIL] = await this.#call('index', id, () => extendIndex(this.config.store, key, until))
       }
     }
-    const write: Patch = patch.unset?.length ? { set, unset: patch.unset, ttlMs } : { set, ttlMs }
+    // The texts made for the size check go with the write: the store need not encode them again.
+    const write: EncodedPatch = patch.unset?.length ? { set, unset: patch.unset, ttlMs, [ENCODED]: encoded } : { set, ttlMs, [ENCODED]: encoded }
     const store = this.config.store
     if (expect && store.applyIf) {
       const written = await this.#call('applyIf', id, () => store.applyIf!(this.#key(id), { ...write, expect }))

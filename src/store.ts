@@ -1,3 +1,5 @@
+import { encodeValue } from './values.js'
+
 /**
  * The Store contract. A session is a flat record of top-level keys; every write names only the
  * keys it changes, so two requests that change different keys never overwrite each other.
@@ -53,6 +55,23 @@ export interface Patch {
 export interface ConditionalPatch extends Patch {
   /** Keys that must still hold these values (`undefined`: must be absent) for the write to happen. */
   expect: Record<string, unknown>
+}
+
+/**
+ * Internal, between the middleware and this package's stores: a patch may carry under this key the
+ * JSON text (`encodeValue`) of some of its `set` values, made already for the size check, so that a
+ * store need not encode a large value twice. Other stores never look at it.
+ */
+export const ENCODED = Symbol('koa-atomic-session#encoded')
+
+/** A patch that may carry the texts of its values (see `ENCODED`). */
+export type EncodedPatch = Patch & { [ENCODED]?: Record<string, string> }
+
+/** The stored text of `patch.set[key]`: the one the middleware made, or made now. */
+export function storedText(patch: EncodedPatch, key: string): string {
+  const texts = patch[ENCODED]
+  // Own keys only: a data key may be named like a method of Object.prototype ('toString').
+  return texts !== undefined && Object.hasOwn(texts, key) ? (texts[key] as string) : encodeValue(patch.set?.[key])
 }
 
 /**

@@ -1,5 +1,5 @@
 import { SessionValueError } from '../errors.js'
-import { fieldLength, FIELDS_LENGTH, type ConditionalPatch, type Patch, type Store } from '../store.js'
+import { fieldLength, FIELDS_LENGTH, storedText, type ConditionalPatch, type Patch, type Store } from '../store.js'
 import { decodeRecord, decodeValue, encodeValue, PROTOTYPE_KEYS } from '../values.js'
 
 export interface MemoryStoreOptions {
@@ -127,7 +127,7 @@ export class MemoryStore implements Store {
       if (PROTOTYPE_KEYS.has(key)) continue
       const before = own(fields, key)
       if (before !== undefined) length -= fieldLength(key, before)
-      const text = (fields[key] = encodeValue(patch.set[key]))
+      const text = (fields[key] = storedText(patch, key))
       length += fieldLength(key, text)
     }
     if (patch.unset) {

@@ -120,6 +120,24 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       assert.deepEqual(reply.setCookies, [])
     })
 
+    it('encodes each changed value once per write: the store takes the text made for the size check', async () => {
+      // A Date that counts its JSON encodings (a Date is storable; it is stored as its ISO string).
+      let encodings = 0
+      class CountedDate extends Date {
+        override toJSON(): string {
+          encodings++
+          return super.toJSON()
+        }
+      }
+      const { client } = await harness(store, {}, {
+        '/save': (ctx) => void (ctx.session.at = { when: new CountedDate(0) }),
+        '/at': (ctx) => ctx.session.at,
+      })
+      await client.get('/save')
+      assert.equal(encodings, 1)
+      assert.deepEqual((await client.get('/at')).json, { when: '1970-01-01T00:00:00.000Z' })
+    })
+
     it('writes only the keys that changed, nested changes included, and unsets deleted keys', async () => {
       const { client, rec } = await harness(store, {}, {
         '/seed': (ctx) => void (ctx.session = { a: 1, b: { list: [1] }, c: 'keep', d: 'drop' }),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import { MemoryStore } from '../../src/stores/memory.js'
-import { FIELDS_LENGTH } from '../../src/store.js'
+import { ENCODED, FIELDS_LENGTH, type EncodedPatch } from '../../src/store.js'
 import { storeContract } from '../contract/store-contract.js'
 
 storeContract('MemoryStore', async () => ({ store: new MemoryStore() }))
@@ -59,6 +59,13 @@ describe('MemoryStore', () => {
     check()
     await store.apply('s', { set: { ['__proto__' as string]: 1 }, ttlMs: 60_000 })
     check()
+  })
+
+  it('stores the text the middleware made for a value (ENCODED), and encodes the values it did not make', async () => {
+    const store = new MemoryStore()
+    const texts = { a: '{"made":"once"}' }
+    await store.apply('s', { set: { a: { made: 'twice' }, valueOf: 2, $e: 3 }, ttlMs: 60_000, [ENCODED]: texts } as EncodedPatch)
+    assert.deepEqual(Object.entries(store.getEncoded('s') ?? {}), [['a', '{"made":"once"}'], ['valueOf', '2'], ['$e', '3']])
   })
 
   it('refuses a maxSessions that is not a positive integer', () => {

@@ -16,6 +16,7 @@ import { after, before, describe, it } from 'node:test'
 import type { MongoClient } from 'mongodb'
 import { SessionValueError } from '../../src/errors.js'
 import { MongoStore } from '../../src/stores/mongodb/index.js'
+import { ENCODED } from '../../src/store.js'
 import {
   createsSession,
   escapeKey,
@@ -138,6 +139,11 @@ describe('MongoStore: the documents it sends (updates.ts)', () => {
       patchUpdate({ set: { a: 1, b: undefined }, unset: ['a'], ttlMs: MINUTE }, NOW),
       { $set: { expiresAt: at(NOW + MINUTE) }, $unset: { 'data.a': '', 'data.b': '' } },
       'a key both set and unset is unset (as the other stores end up); an undefined value is removed',
+    )
+    // The middleware hands over the texts it made for the size check; numbers stay numbers.
+    assert.deepEqual(
+      patchUpdate({ set: { user: 'ann', n: 2 }, ttlMs: MINUTE, [ENCODED]: { user: '"made once"', n: '2' } }, NOW).$set,
+      { 'data.user': '"made once"', 'data.n': 2, expiresAt: at(NOW + MINUTE) },
     )
   })
 

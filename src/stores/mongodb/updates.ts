@@ -22,7 +22,7 @@
  *   keys (`$c`, `$e`, …) start with `$`.
  */
 import type { Document, Filter, UpdateFilter } from 'mongodb'
-import type { Patch } from '../../store.js'
+import { storedText, type EncodedPatch, type Patch } from '../../store.js'
 import { decodeRecord, encodeValue } from '../../values.js'
 
 /** One session as MongoStore stores it (see the module comment). */
@@ -152,13 +152,14 @@ export const expectsOnlyAbsence = (expect: Record<string, unknown>): boolean =>
  * write the sets first), and MongoDB would refuse the two operators on one path. A `set` entry
  * whose value is `undefined` has no JSON encoding and is removed too.
  */
-export function patchUpdate(patch: Patch, now: number): UpdateFilter<MongoSessionDocument> {
+export function patchUpdate(patch: EncodedPatch, now: number): UpdateFilter<MongoSessionDocument> {
   const unset = new Set(patch.unset ?? [])
   const $set: Record<string, string | number | Date> = {}
   if (patch.set) {
     for (const [key, value] of Object.entries(patch.set)) {
       if (value === undefined) unset.add(key)
-      else if (!unset.has(key)) $set[fieldOf(key)] = storedValue(value)
+      // A number is stored as a number, any other value as its text (made already, when it was).
+      else if (!unset.has(key)) $set[fieldOf(key)] = typeof value === 'number' ? storedValue(value) : storedText(patch, key)
     }
   }
   $set.expiresAt = expiryOf(now, patch.ttlMs)

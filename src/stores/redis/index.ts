@@ -10,7 +10,7 @@
  * `WAIT waitReplicas waitTimeoutMs` (see `#write`).
  */
 import { SessionValueError } from '../../errors.js'
-import { fieldLength, FIELDS_LENGTH, type ConditionalPatch, type Patch, type Store } from '../../store.js'
+import { fieldLength, FIELDS_LENGTH, storedText, type ConditionalPatch, type Patch, type Store } from '../../store.js'
 import { withDeadline } from '../deadline.js'
 import { decodeRecord, emptyRecord, encodeValue } from '../../values.js'
 import { isIoRedisClient, openIoRedis, IoRedisAdapter, type IoRedisClient, type IoRedisOptions, type OwnConnection } from './ioredis.js'
@@ -172,7 +172,7 @@ export class RedisStore implements Store {
 
   async apply(id: string, patch: Patch): Promise<void> {
     const key = this.prefix + id
-    const fields = encodeFields(patch.set)
+    const fields = encodeFields(patch)
     const removed = patch.unset ?? []
     const ttlMs = ttlOf(patch.ttlMs)
     if (fields.length === 0 && removed.length === 0) {
@@ -217,7 +217,7 @@ export class RedisStore implements Store {
   async applyIf(id: string, patch: ConditionalPatch): Promise<boolean> {
     const key = this.prefix + id
     const expected = Object.entries(patch.expect)
-    const fields = encodeFields(patch.set)
+    const fields = encodeFields(patch)
     const args = [String(ttlOf(patch.ttlMs)), String(expected.length), String(fields.length / 2)]
     // An empty string stands for "absent": no JSON encoding is empty.
     for (const [field, value] of expected) args.push(field, value === undefined ? '' : encodeValue(value))
@@ -348,10 +348,10 @@ function ttlOf(ttlMs: number): number {
   return Math.ceil(ttlMs)
 }
 
-/** `set` as HSET's flat (field, encoded value, …) list. */
-function encodeFields(set: Record<string, unknown> | undefined): string[] {
+/** `patch.set` as HSET's flat (field, encoded value, …) list. */
+function encodeFields(patch: Patch): string[] {
   const fields: string[] = []
-  if (set) for (const key of Object.keys(set)) fields.push(key, encodeValue(set[key]))
+  if (patch.set) for (const key of Object.keys(patch.set)) fields.push(key, storedText(patch, key))
   return fields
 }
 
