@@ -138,10 +138,7 @@ export class SessionState implements ViewState {
     } catch (error) {
       if (this.config.onStoreError !== 'anonymous' || !(error instanceof SessionStoreError)) throw error
       this.#anonymous = true
-      this.loaded = true
-      this.isNew = true
-      this.id = undefined
-      this.#stored = false
+      this.#unknownId()
       return
     }
     // Bookkeeping decoded for this check is kept, not decoded again when first read.
@@ -157,15 +154,21 @@ export class SessionState implements ViewState {
     this.loaded = true
     if (!loaded) {
       emit(this.ctx, 'session:expired', id)
-      this.id = undefined
-      this.isNew = true
-      this.#stored = false
+      this.#unknownId()
       return
     }
     this.#adopt(loaded, meta)
     // Last: true only when nothing above threw, and the body ran without waiting (after an
     // await, the middleware is awaiting the promise and never looks).
     this.#loadedAtOnce = true
+  }
+
+  /** The id the client sent names no session this request can use: the load ends without one. */
+  #unknownId(): void {
+    this.loaded = true
+    this.id = undefined
+    this.isNew = true
+    this.#stored = false
   }
 
   /**
