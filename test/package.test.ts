@@ -30,6 +30,19 @@ describe('package', () => {
     }
   })
 
+  it('packs the built code with its declarations, the README and the LICENSE, and nothing else', () => {
+    // --ignore-scripts: npm test has built dist/ already; prepack (which builds) is checked below.
+    const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
+    const packed = JSON.parse(execFileSync(npm, ['pack', '--dry-run', '--json', '--ignore-scripts'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }))
+    const files: string[] = packed[0].files.map((file: { path: string }) => file.path)
+    assert.deepEqual(files.filter((path) => !path.startsWith('dist/')).sort(), ['LICENSE', 'README.md', 'package.json'])
+    for (const path of ['dist/esm/index.js', 'dist/esm/index.d.ts', 'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/esm/stores/redis/index.js']) {
+      assert.ok(files.includes(path), `${path} is not packed`)
+    }
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8'))
+    assert.equal(pkg.scripts.prepack, 'npm run build', 'npm pack and npm publish must build dist/ first')
+  })
+
   it('never loads a database client from the root entry', () => {
     const loaded = run([
       '-e',
