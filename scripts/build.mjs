@@ -1,5 +1,6 @@
 // Builds dist/esm and dist/cjs from src with tsc, so that the package loads from both
 // `import` and `require` with its type declarations (see the exports map in package.json).
+// `--esm` builds dist/esm alone, for the benchmarks (they run it, and `--quick` has a minute in all).
 import { execFileSync } from 'node:child_process'
 import { rmSync, writeFileSync } from 'node:fs'
 
@@ -8,8 +9,11 @@ const tsc = (...args) =>
     stdio: 'inherit',
   })
 
-rmSync('dist', { recursive: true, force: true })
+const esmOnly = process.argv.includes('--esm')
+rmSync(esmOnly ? 'dist/esm' : 'dist', { recursive: true, force: true })
 tsc('--outDir', 'dist/esm')
-tsc('--outDir', 'dist/cjs', '--module', 'commonjs', '--moduleResolution', 'node10')
 writeFileSync('dist/esm/package.json', '{ "type": "module" }\n')
-writeFileSync('dist/cjs/package.json', '{ "type": "commonjs" }\n')
+if (!esmOnly) {
+  tsc('--outDir', 'dist/cjs', '--module', 'commonjs', '--moduleResolution', 'node10')
+  writeFileSync('dist/cjs/package.json', '{ "type": "commonjs" }\n')
+}
