@@ -134,7 +134,9 @@ describe('fuzzing the Cookie header', () => {
         tally.add(reply)
         assertNoServerError(reply, fuzz, lines)
         const genuine = genuineIn(lines)
-        if (genuine !== undefined) {
+        // Only a request that reached the app (200) can reach the store: Node's HTTP parser answers
+        // 400 or 431 by itself (a control byte anywhere in the header, headers too large).
+        if (genuine !== undefined && reply.status === 200) {
           assert.deepEqual(fuzz.storeKeys, [`koa:sess:${genuine}`], `a genuine pair in ${JSON.stringify(lines)}`)
           return
         }
