@@ -43,12 +43,21 @@ interface Setup {
 const MONTH_MS = 30 * 24 * 3600 * 1000
 const ID_COOKIE = /(?:^|;) *koa\.sid=([^;]*)/
 const SIG_COOKIE = /(?:^|;) *koa\.sid\.sig=([^;]*)/
+
+/** The request's id cookie and its signature, read as ours reads them (no Cookies object). */
+function idCookies(ctx: Context): { id: string | undefined; signature: string | undefined } {
+  const cookie = ctx.get('cookie')
+  return { id: ID_COOKIE.exec(cookie)?.[1], signature: SIG_COOKIE.exec(cookie)?.[1] }
+}
+
+/** Session data as ours stores it: each top-level value's JSON text. */
+const asFields = (data: Record<string, unknown>): Record<string, string> =>
+  Object.fromEntries(Object.entries(data).map(([key, value]) => [key, JSON.stringify(value)]))
+
 const resendCookies: Middleware = async (ctx, next) => {
   await next()
   if (ctx.path !== '/write') return
-  const cookie = ctx.get('cookie')
-  const id = ID_COOKIE.exec(cookie)?.[1]
-  const signature = SIG_COOKIE.exec(cookie)?.[1]
+  const { id, signature } = idCookies(ctx)
   const attributes = `; path=/; expires=${new Date(Date.now() + MONTH_MS).toUTCString()}; samesite=lax; httponly`
   ctx.set('Set-Cookie', [`koa.sid=${id}${attributes}`, `koa.sid.sig=${signature}${attributes}`])
 }
@@ -62,9 +71,7 @@ function lookupSession(): Setup {
   const sessions = new Map<string, Record<string, string>>()
   const verified = new Map<string, string>()
   const found = (ctx: Context): Record<string, string> | undefined => {
-    const cookie = ctx.get('cookie')
-    const id = ID_COOKIE.exec(cookie)?.[1]
-    const signature = SIG_COOKIE.exec(cookie)?.[1]
+    const { id, signature } = idCookies(ctx)
     if (id === undefined || signature === undefined) return undefined
     if (verified.get(id) !== signature) {
       if (ctx.cookies.get('koa.sid', { signed: true }) !== id) return undefined
@@ -75,7 +82,7 @@ function lookupSession(): Setup {
   return {
     load: (ctx) => ({ counter: JSON.parse(found(ctx)?.counter ?? '0') as number }),
     async login(id, data) {
-      sessions.set(id, Object.fromEntries(Object.entries(data).map(([k, v]) => [k, JSON.stringify(v)])))
+      sessions.set(id, asFields(data))
     },
   }
 }
@@ -103,7 +110,7 @@ async function setup(): Promise<Setup> {
       const counters = new WeakMap<Context, number>()
       const readHash: Middleware = async (ctx, next) => {
         if (ctx.path === '/read') {
-          const reply = (await redis.call('HGETALL', `koa:sess:${ID_COOKIE.exec(ctx.get('cookie'))?.[1]}`)) as string[]
+          const reply = (await redis.call('HGETALL', `koa:sess:${idCookies(ctx).id}`)) as string[]
           counters.set(ctx, JSON.parse(reply[reply.indexOf('counter') + 1] ?? '0') as number)
         }
         await next()
@@ -112,8 +119,7 @@ async function setup(): Promise<Setup> {
         middleware: readHash,
         load: (ctx) => ({ counter: counters.get(ctx) ?? 0 }),
         async login(id, data) {
-          const fields = { ...data, $c: Date.now(), $e: Date.now() + MONTH_MS }
-          await redis.hset(`koa:sess:${id}`, Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, JSON.stringify(v)])))
+          await redis.hset(`koa:sess:${id}`, asFields({ ...data, $c: Date.now(), $e: Date.now() + MONTH_MS }))
         },
       }
     }
