@@ -7,6 +7,9 @@ import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, i
 /** Marks, in `#data`, a loaded key that this request removed. */
 const ABSENT: unique symbol = Symbol('absent')
 
+/** What the key sets below read as until a key goes in (most requests change nothing). */
+const NONE: ReadonlySet<string> = new Set()
+
 /**
  * What one request's session holds and what it changed: the data (loaded values, decoded when first
  * read, with this request's assignments on top), which top-level keys changed or went, and, with
@@ -20,11 +23,9 @@ export class Changes {
   /** Values decoded, assigned or (as `ABSENT`) removed in this request; they hide `#stored`. */
   #data: Record<string, unknown> = emptyRecord()
   #stored: Readonly<Record<string, string>> | undefined
-  /** Top-level keys assigned or mutated since the last write; `removed`: deleted since then. */
-  readonly changed = new Set<string>()
-  readonly removed = new Set<string>()
-  /** Keys whose value this request set, so they read before a lazy session is loaded. */
-  readonly known = new Set<string>()
+  #changed: Set<string> | undefined
+  #removed: Set<string> | undefined
+  #known: Set<string> | undefined
   /** `ctx.session = { ... }` before loading: every stored key not in the new data must go. */
   replaced = false
   /** With `conflicts: 'reject'`: what each key held when this request first read it. */
@@ -33,6 +34,21 @@ export class Changes {
 
   constructor(logReads: boolean) {
     if (logReads) this.reads = new ReadLog()
+  }
+
+  /** Top-level keys assigned or mutated since the last write. */
+  get changed(): ReadonlySet<string> {
+    return this.#changed ?? NONE
+  }
+
+  /** Top-level keys removed since the last write. */
+  get removed(): ReadonlySet<string> {
+    return this.#removed ?? NONE
+  }
+
+  /** Keys whose value this request set, so they read before a lazy session is loaded. */
+  get known(): ReadonlySet<string> {
+    return this.#known ?? NONE
   }
 
   /** A key's value (`undefined` when absent), decoded on first access when it arrived encoded. */
@@ -90,17 +106,15 @@ export class Changes {
     if (raw === undefined) return this.remove(key)
     assertStorable(key, raw)
     this.#data[key] = raw
-    this.changed.add(key)
-    this.removed.delete(key)
-    this.known.add(key)
+    this.#markChanged(key)
+    this.#markKnown(key)
   }
 
   remove(key: string): void {
     assertDataKey(key)
     this.#forget(key)
-    this.changed.delete(key)
-    this.removed.add(key)
-    this.known.add(key)
+    this.#markRemoved(key)
+    this.#markKnown(key)
   }
 
   /** `ctx.session = { ... }`: these keys set, every other key removed. */
@@ -112,11 +126,8 @@ export class Changes {
     }
     const data: Record<string, unknown> = emptyRecord()
     for (const [key, item] of entries) if (item !== undefined) data[key] = item
-    for (const key of this.#keys()) if (!(key in data)) this.removed.add(key)
-    for (const key in data) {
-      this.changed.add(key)
-      this.removed.delete(key)
-    }
+    for (const key of this.#keys()) if (!(key in data)) this.#markRemoved(key)
+    for (const key in data) this.#markChanged(key)
     this.#data = data
     this.#stored = undefined
     if (!loaded) this.replaced = true
@@ -129,7 +140,7 @@ export class Changes {
   adopt(loaded: { fields: Readonly<Record<string, string>> } | { record: Record<string, unknown> }): void {
     if (this.replaced) {
       const keys = 'fields' in loaded ? Object.keys(loaded.fields).filter(isDataField) : Object.keys(loaded.record)
-      for (const key of keys) if (!(key in this.#data)) this.removed.add(key)
+      for (const key of keys) if (!(key in this.#data)) this.#markRemoved(key)
       return
     }
     // What this request changed stays; anything else it knew (an explicit write) is older than the load.
@@ -151,11 +162,11 @@ export class Changes {
   /** After a write of these keys: nothing of them is pending, and what was written is what they hold. */
   written(patch: Omit<Patch, 'ttlMs'>): void {
     for (const key in patch.set) {
-      this.changed.delete(key)
+      this.#changed?.delete(key)
       this.reads?.wrote(key, patch.set[key])
     }
     for (const key of patch.unset ?? []) {
-      this.removed.delete(key)
+      this.#removed?.delete(key)
       this.reads?.wrote(key, undefined)
     }
   }
@@ -164,9 +175,9 @@ export class Changes {
   settle(key: string, value: unknown): void {
     if (value === undefined) this.#forget(key)
     else this.#data[key] = value
-    this.changed.delete(key)
-    this.removed.delete(key)
-    this.known.add(key)
+    this.#changed?.delete(key)
+    this.#removed?.delete(key)
+    this.#markKnown(key)
   }
 
   /**
@@ -216,9 +227,7 @@ export class Changes {
     this.#data = emptyRecord()
     this.#stored = undefined
     this.replaced = false
-    this.changed.clear()
-    this.removed.clear()
-    this.known.clear()
+    this.#changed = this.#removed = this.#known = undefined
   }
 
   /** The plain object behind a tracked one (no tracker yet: no tracked objects either). */
@@ -237,6 +246,20 @@ export class Changes {
     return keys
   }
 
+  #markChanged(key: string): void {
+    ;(this.#changed ??= new Set()).add(key)
+    this.#removed?.delete(key)
+  }
+
+  #markRemoved(key: string): void {
+    this.#changed?.delete(key)
+    ;(this.#removed ??= new Set()).add(key)
+  }
+
+  #markKnown(key: string): void {
+    ;(this.#known ??= new Set()).add(key)
+  }
+
   /** Removes `key` from the data; a loaded key is hidden, since `#stored` is never modified. */
   #forget(key: string): void {
     if (this.#stored !== undefined && Object.hasOwn(this.#stored, key)) this.#data[key] = ABSENT
@@ -244,9 +267,6 @@ export class Changes {
   }
 
   #track(): Tracker {
-    return (this.#tracker ??= new Tracker((key) => {
-      this.changed.add(key)
-      this.removed.delete(key)
-    }))
+    return (this.#tracker ??= new Tracker((key) => this.#markChanged(key)))
   }
 }

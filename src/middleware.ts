@@ -58,9 +58,9 @@ export function session(first?: unknown, second?: unknown): SessionMiddleware {
       if (isClientError(error)) await commitBeside(ctx, error)
       throw error
     }
-    const state = ctx[STATE]
-    if (state) await state.commit()
-    else if (config.saveUninitialized) await stateOf(ctx).commit()
+    const state = ctx[STATE] ?? (config.saveUninitialized ? stateOf(ctx) : undefined)
+    const committing = state?.commit()
+    if (committing) await committing
   }
   return Object.assign(middleware, {
     listByUser(userId: string) {

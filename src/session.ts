@@ -24,6 +24,9 @@ import { createView, type RegenerateOptions, type Session, type ViewState } from
 /** Bookkeeping a new session's first write carries, when set. */
 const META_WRITTEN_AT_CREATION = [CREATED, MAX_AGE, USER, INDEX_UNTIL]
 
+/** A load that ended without waiting. */
+const LOADED: Promise<void> = Promise.resolve()
+
 /**
  * One request's session: what was loaded, what changed, and how to write it back. The user sees
  * it through the Proxy made by view.ts; Koa's context reaches it through the middleware.
@@ -112,7 +115,17 @@ export class SessionState implements ViewState {
 
   /** Loads once per request; later calls share the first. */
   load(): Promise<void> {
-    return (this.#loading ??= this.#load())
+    if (this.#loading === undefined) {
+      let waiting: Promise<void> | undefined
+      try {
+        waiting = this.#loadNow()
+      } catch (error) {
+        waiting = Promise.reject(error)
+      }
+      this.#loadedAtOnce = waiting === undefined
+      this.#loading = waiting ?? LOADED
+    }
+    return this.#loading
   }
 
   /**
@@ -124,43 +137,67 @@ export class SessionState implements ViewState {
     return this.#loadedAtOnce ? undefined : loading
   }
 
-  async #load(): Promise<void> {
+  /**
+   * Reads the session the client's id names. Nothing here is async unless the store is: with a
+   * store that answers at once, the load makes no promise and returns `undefined`.
+   */
+  #loadNow(): Promise<void> | undefined {
     const id = this.incomingId()
     if (id === undefined || this.id !== id) {
       if (id === undefined && this.config.importKoaSessionCookie !== undefined) this.#importKoaSession(this.config.importKoaSessionCookie)
-      this.loaded = this.#loadedAtOnce = true
-      return
+      this.loaded = true
+      return undefined
     }
+    let reading: ReturnType<typeof readStored>
+    try {
+      reading = readStored(this.ctx, this.config.store, this.#key(id), id)
+    } catch (error) {
+      return this.#readFailed(error)
+    }
+    return isPromiseLike(reading) ? this.#takeWhenRead(reading, id) : this.#take(reading, id)
+  }
+
+  async #takeWhenRead(reading: PromiseLike<Loaded | undefined>, id: string): Promise<void> {
     let loaded: Loaded | undefined
     try {
-      const reading = readStored(this.ctx, this.config.store, this.#key(id), id)
-      loaded = isPromiseLike(reading) ? await reading : reading
+      loaded = await reading
     } catch (error) {
-      if (this.config.onStoreError !== 'anonymous' || !(error instanceof SessionStoreError)) throw error
-      this.#anonymous = true
-      this.#unknownId()
-      return
+      return this.#readFailed(error)
     }
+    await this.#take(loaded, id)
+  }
+
+  /** The store failed to answer: with `onStoreError: 'anonymous'`, an empty read-only session. */
+  #readFailed(error: unknown): undefined {
+    if (this.config.onStoreError !== 'anonymous' || !(error instanceof SessionStoreError)) throw error
+    this.#anonymous = true
+    this.#unknownId()
+    return undefined
+  }
+
+  /** Takes what the store answered for `id` as this request's session. */
+  #take(loaded: Loaded | undefined, id: string): Promise<void> | undefined {
     // Bookkeeping decoded for this check is kept, not decoded again when first read.
     let meta: Meta | undefined
     if (loaded && this.config.absoluteMaxAge !== undefined) {
       if ('fields' in loaded) meta = decodeMeta(loaded.fields)
       const created = 'fields' in loaded ? meta?.[CREATED] : loaded.record[CREATED]
-      if (pastAbsolute(Date.now(), this.config.absoluteMaxAge, created)) {
-        await this.#destroyStored(id)
-        loaded = undefined
-      }
+      if (pastAbsolute(Date.now(), this.config.absoluteMaxAge, created)) return this.#endAbsolute(id)
     }
     this.loaded = true
     if (!loaded) {
       emit(this.ctx, 'session:expired', id)
       this.#unknownId()
-      return
+      return undefined
     }
     this.#adopt(loaded, meta)
-    // Last: true only when nothing above threw, and the body ran without waiting (after an
-    // await, the middleware is awaiting the promise and never looks).
-    this.#loadedAtOnce = true
+    return undefined
+  }
+
+  /** The session outlived `absoluteMaxAge`: it is destroyed, and the load ends without it. */
+  async #endAbsolute(id: string): Promise<void> {
+    await this.#destroyStored(id)
+    this.#take(undefined, id)
   }
 
   /** The id the client sent names no session this request can use: the load ends without one. */
@@ -465,18 +502,34 @@ export class SessionState implements ViewState {
 
   // ---- the end of the request ----
 
-  /** Writes what the request changed, refreshes the expiry when due, and sends the id. */
-  async commit(): Promise<void> {
+  /**
+   * Writes what the request changed, refreshes the expiry when due, and sends the id. `undefined`
+   * when there was nothing to wait for, as on most requests that only read.
+   */
+  commit(): Promise<void> | undefined {
+    const settling = (this.changes.replaced && !this.loaded) || this.#doomed.length > 0 ? this.#settleThenStore() : this.#storeChanges()
+    if (settling !== undefined) return this.#sendIdAfter(settling)
+    this.#sendId()
+    return undefined
+  }
+
+  async #settleThenStore(): Promise<void> {
     if (this.changes.replaced && !this.loaded) await this.load()
-    if (this.#doomed.length > 0) for (const id of this.#doomed.splice(0)) await this.#destroyStored(id)
+    for (const id of this.#doomed.splice(0)) await this.#destroyStored(id)
+    await this.#storeChanges()
+  }
+
+  /** Writes the pending changes, or refreshes the expiry when due; `undefined` when neither is needed. */
+  #storeChanges(): Promise<void> | undefined {
+    if (this.destroyed) return undefined
     const patch = this.changes.pending()
-    if (!this.destroyed) {
-      if (patch || this.#maxAgeUnwritten || (!this.#stored && this.config.saveUninitialized)) {
-        await this.#writePending(patch ?? {})
-      } else if (this.#stored && !this.#expiryMoved && this.#refreshDue()) {
-        await this.#refresh()
-      }
-    }
+    if (patch || this.#maxAgeUnwritten || (!this.#stored && this.config.saveUninitialized)) return this.#writePending(patch ?? {})
+    if (this.#stored && !this.#expiryMoved && this.#refreshDue()) return this.#refresh()
+    return undefined
+  }
+
+  async #sendIdAfter(settling: Promise<void>): Promise<void> {
+    await settling
     this.#sendId()
   }
 

@@ -78,6 +78,27 @@ describe('Changes over encoded fields', () => {
     assert.deepEqual(changes.pending(), { set: { user: 'u9' }, unset: ['cart', 'counter'] })
   })
 
+  it('removes a key assigned earlier in the request when ctx.session = { ... } leaves it out', () => {
+    const changes = loaded()
+    changes.assign('extra', 1)
+    changes.assign('counter', 4)
+    changes.replace({ user: 'u9' }, true)
+    assert.deepEqual(changes.toJSON(), { user: 'u9' })
+    assert.deepEqual(changes.pending(), { set: { user: 'u9' }, unset: ['cart', 'counter', 'extra'] })
+  })
+
+  it('has nothing pending when nothing changed, and nothing pending again once written', () => {
+    const changes = loaded()
+    assert.equal(changes.pending(), undefined)
+    changes.assign('counter', 4)
+    changes.remove('cart')
+    const patch = changes.pending()
+    assert.deepEqual(patch, { set: { counter: 4 }, unset: ['cart'] })
+    changes.written(patch as NonNullable<typeof patch>)
+    assert.equal(changes.pending(), undefined)
+    assert.equal(changes.read('counter'), 4)
+  })
+
   it('carries every value over, decoded, for regenerate()', () => {
     const changes = loaded()
     changes.assign('extra', true)
