@@ -66,21 +66,21 @@ export class Changes {
   /** A key's value as the user sees it: nested objects tracked. */
   read(key: string): unknown {
     const value = this.value(key)
-    this.reads?.note(key, value)
+    this.#noteRead(key, value)
     // Only objects are tracked; a tracker is made for the first one.
     return typeof value === 'object' && value !== null ? this.#track().wrap(key, value) : value
   }
 
   has(key: string): boolean {
     const value = this.value(key)
-    this.reads?.note(key, value)
+    this.#noteRead(key, value)
     return value !== undefined
   }
 
   /** The keys present: loaded ones in stored order, then new ones. */
   keys(): string[] {
     const keys = this.#keys()
-    if (this.reads) for (const key of keys) this.reads.note(key, this.value(key))
+    if (this.reads) for (const key of keys) this.#noteRead(key, this.value(key))
     return keys
   }
 
@@ -171,13 +171,17 @@ export class Changes {
     }
   }
 
-  /** After an explicit write of `key`: this request knows its value, and nothing of it is pending. */
+  /**
+   * After an explicit write of `key` (or an increment in the store): this request knows its value,
+   * nothing of it is pending, and it is what later writes of this request must find.
+   */
   settle(key: string, value: unknown): void {
     if (value === undefined) this.#forget(key)
     else this.#data[key] = value
     this.#changed?.delete(key)
     this.#removed?.delete(key)
     this.#markKnown(key)
+    this.reads?.wrote(key, value)
   }
 
   /**
@@ -244,6 +248,15 @@ export class Changes {
     }
     for (const key in data) if (data[key] !== ABSENT && (stored === undefined || !Object.hasOwn(stored, key))) keys.push(key)
     return keys
+  }
+
+  /**
+   * With `conflicts: 'reject'`, what a key held when first read, so the write can demand it still
+   * holds that. A key this request set before reading it is a blind write: what it reads is its
+   * own value, which the store never held, so nothing is expected of it.
+   */
+  #noteRead(key: string, value: unknown): void {
+    if (this.reads && !this.changed.has(key) && !this.removed.has(key)) this.reads.note(key, value)
   }
 
   #markChanged(key: string): void {

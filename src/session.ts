@@ -246,9 +246,14 @@ export class SessionState implements ViewState {
     this.changes.adopt(loaded)
   }
 
+  /** Whether this request knows the session's data (`key`: that key's value): loaded, replaced or set here. */
+  #knows(key?: string): boolean {
+    return this.loaded || this.changes.replaced || (key !== undefined && this.changes.known.has(key))
+  }
+
   /** Throws unless data may be read now: a lazy session must be loaded first. */
   assertReadable(key?: string): void {
-    if (this.loaded || this.changes.replaced || (key !== undefined && this.changes.known.has(key))) return
+    if (this.#knows(key)) return
     throw new SessionStateError(
       `${key === undefined ? 'ctx.session' : `ctx.session.${key}`} was read before the session was loaded: with ` +
         'lazy: true, call await ctx.loadSession() before reading session data (writing needs no load).',
@@ -340,7 +345,7 @@ export class SessionState implements ViewState {
     assertDataKey(key)
     if (typeof by !== 'number' || !Number.isFinite(by)) throw new SessionValueError(key, 'increment(key, by) needs a finite number as by')
     this.#assertLive()
-    const current = this.loaded || this.changes.known.has(key) ? this.changes.value(key) : undefined
+    const current = this.#knows(key) ? this.changes.value(key) : undefined
     if (current !== undefined && typeof current !== 'number') {
       throw new SessionValueError(key, 'cannot increment: it does not hold a number')
     }

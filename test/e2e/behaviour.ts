@@ -206,6 +206,23 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       assert.deepEqual((await client.get('/all')).json, { b: 2, n: 5 })
     })
 
+    it('increment() refuses a key that holds no number in this request, loaded or not (lazy, after ctx.session = {...})', async () => {
+      const { client } = await harness(store, { lazy: true }, {
+        '/seed': async (ctx) => void (await ctx.session.set('n', 1)),
+        '/replace': async (ctx) => {
+          ctx.session = { n: 'text' }
+          return ctx.session.increment('n').then(
+            () => 'incremented',
+            (error: Error) => error.name,
+          )
+        },
+        '/all': async (ctx) => (await ctx.loadSession()).toJSON(),
+      })
+      await client.get('/seed')
+      assert.equal((await client.get('/replace')).body, 'SessionValueError')
+      assert.deepEqual((await client.get('/all')).json, { n: 'text' })
+    })
+
     it('lazy: reads nothing until loadSession(), and says so when data is read too early', async () => {
       const { client, rec, errors } = await harness(store, { lazy: true }, {
         '/seed': (ctx) => void (ctx.session.user = 'ann'),
@@ -521,6 +538,29 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
         assert.ok(replies.every((reply) => reply.status < 300), `statuses ${replies.map((reply) => reply.status)}`)
       }
       assert.deepEqual((await client.get('/all')).json, { a: 10, b: 10, c: 9 })
+    })
+
+    it("conflicts: 'reject' never refuses a request for what it wrote or read back itself", async () => {
+      const { client } = await harness(store, { conflicts: 'reject' }, {
+        '/start': (ctx) => void (ctx.session.n = 1),
+        // A blind write read back: the value read is the request's own, which the store never held.
+        '/blind-then-read': (ctx) => {
+          ctx.session.cart = ['x']
+          return { cart: ctx.session.cart }
+        },
+        // An increment made in the store, then a change to the same key.
+        '/increment-then-set': async (ctx) => {
+          const before = ctx.session.n
+          await ctx.session.increment('n', 10)
+          ctx.session.n = before + 100
+          return { n: ctx.session.n }
+        },
+        '/all': dataOf,
+      })
+      await client.get('/start')
+      assert.equal((await client.get('/blind-then-read')).status, 200)
+      assert.equal((await client.get('/increment-then-set')).status, 200)
+      assert.deepEqual((await client.get('/all')).json, { n: 101, cart: ['x'] })
     })
 
     it("conflicts: 'reject' refuses a change to a key that another process changed after this request read it", async () => {

@@ -1,0 +1,329 @@
+/**
+ * Sequences of requests, each a random list of session operations (reads, assignments, deletes,
+ * changes deep inside values, `ctx.session = {...}`, the explicit writes, save, reload,
+ * regenerate, destroy), run through a real Koa server against a model of what the session must
+ * hold: after every operation the request's view of the data, and after every request what a new
+ * request reads back from the store, must be the model's. On MemoryStore and on RedisStore (a real
+ * redis-server); eager, lazy (reads refused until loaded) and with conflicts: 'reject' (one client
+ * alone never conflicts with itself). A failure prints the seed and the shrunk sequence.
+ */
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import fc from 'fast-check'
+import type { Context } from 'koa'
+import { MemoryStore, session, type SessionOptions } from '../../src/index.js'
+import type { Store } from '../../src/store.js'
+import { RedisStore } from '../../src/stores/redis/index.js'
+import { asJson } from '../helpers/arbitraries.js'
+import { Client, koaApp, listen, type Running } from '../helpers/http.js'
+import { startRedis, type RedisServer } from '../helpers/redis-server.js'
+
+const RUNS = Number(process.env.FUZZ_RUNS ?? 300) / 3
+
+type Data = Record<string, unknown>
+type Op =
+  | { op: 'read'; key: string }
+  | { op: 'assign'; key: string; value: unknown }
+  | { op: 'delete'; key: string }
+  | { op: 'push'; key: string; value: unknown }
+  | { op: 'nest'; key: string; name: string; value: unknown }
+  | { op: 'replace'; data: Data }
+  | { op: 'setNow'; key: string; value: unknown }
+  | { op: 'unsetNow'; key: string }
+  | { op: 'increment'; key: string; by: number }
+  | { op: 'save' }
+  | { op: 'reload' }
+  | { op: 'regenerate'; keep: boolean }
+  | { op: 'load' }
+  | { op: 'destroy' }
+
+/** What the server saw after one operation: the value read or returned, an error's name, the data. */
+interface Seen {
+  value?: unknown
+  error?: string
+  data: Data | null | 'unloaded'
+}
+
+const KEYS = ['a', 'b', 'n']
+const key = fc.constantFrom(...KEYS)
+// Small values, so a failure reads easily: what values may hold is fuzzed in fuzz.test.ts.
+const leaf = fc.oneof(fc.integer({ min: -3, max: 9 }), fc.constantFrom(1.5, 's', 't', true, false, null))
+const value = fc.oneof(leaf, fc.array(leaf, { maxLength: 3 }), fc.dictionary(fc.constantFrom('x', 'y'), leaf, { maxKeys: 2 }))
+// A new empty array or object each time (fc.constant would hand out one object to every run).
+const empty = fc.oneof(fc.constant(0).map(() => []), fc.constant(0).map(() => ({})))
+const op: fc.Arbitrary<Op> = fc.oneof(
+  { arbitrary: fc.record({ op: fc.constant('read' as const), key }), weight: 3 },
+  { arbitrary: fc.record({ op: fc.constant('assign' as const), key, value: fc.oneof(value, empty) }), weight: 4 },
+  { arbitrary: fc.record({ op: fc.constant('delete' as const), key }), weight: 2 },
+  { arbitrary: fc.record({ op: fc.constant('push' as const), key, value }), weight: 2 },
+  { arbitrary: fc.record({ op: fc.constant('nest' as const), key, name: fc.constantFrom('x', 'y'), value }), weight: 2 },
+  { arbitrary: fc.record({ op: fc.constant('replace' as const), data: fc.dictionary(key, value, { maxKeys: 2 }) }), weight: 1 },
+  { arbitrary: fc.record({ op: fc.constant('setNow' as const), key, value }), weight: 1 },
+  { arbitrary: fc.record({ op: fc.constant('unsetNow' as const), key }), weight: 1 },
+  { arbitrary: fc.record({ op: fc.constant('increment' as const), key, by: fc.integer({ min: -5, max: 5 }) }), weight: 2 },
+  { arbitrary: fc.record({ op: fc.constant('save' as const) }), weight: 1 },
+  { arbitrary: fc.record({ op: fc.constant('reload' as const) }), weight: 1 },
+  { arbitrary: fc.record({ op: fc.constant('regenerate' as const), keep: fc.boolean() }), weight: 1 },
+  { arbitrary: fc.record({ op: fc.constant('load' as const) }), weight: 1 },
+)
+/** A request: a few operations, now and then ending with a destroy. */
+const request = fc.tuple(fc.array(op, { minLength: 1, maxLength: 5 }), fc.nat(9)).map(([ops, roll]) =>
+  roll === 0 ? [...ops, { op: 'destroy' } as Op] : ops,
+)
+
+const isObject = (v: unknown): v is Data => typeof v === 'object' && v !== null && !Array.isArray(v)
+/** A value as it is now (what the session hands out is live, and later operations may change it). */
+const snapshot = (v: unknown): unknown => (v === undefined ? undefined : asJson(v))
+const numberOrAbsent = (v: unknown): boolean => v === undefined || typeof v === 'number'
+
+/** The server side: runs the operations on ctx.session and reports what it saw after each. */
+async function runOps(ctx: Context, ops: Op[]): Promise<Seen[]> {
+  const seen: Seen[] = []
+  for (const step of ops) {
+    const s = ctx.session
+    let result: Omit<Seen, 'data'> = {}
+    try {
+      switch (step.op) {
+        case 'read': result = { value: snapshot(s[step.key]) }; break
+        case 'assign': s[step.key] = step.value; break
+        case 'delete': delete s[step.key]; break
+        case 'push': if (Array.isArray(s[step.key])) s[step.key].push(step.value); break
+        case 'nest': if (isObject(s[step.key])) s[step.key][step.name] = step.value; break
+        case 'replace': ctx.session = step.data; break
+        case 'setNow': await s.set(step.key, step.value); break
+        case 'unsetNow': await s.unset(step.key); break
+        case 'increment': result = { value: await s.increment(step.key, step.by) }; break
+        case 'save': await s.save(); break
+        case 'reload': await s.reload(); break
+        case 'regenerate': await s.regenerate({ keep: step.keep }); break
+        case 'load': await ctx.loadSession(); break
+        case 'destroy': ctx.session = null; break
+      }
+    } catch (error) {
+      result = { error: (error as Error).name }
+    }
+    seen.push({ ...result, data: dataNow(ctx) })
+  }
+  return seen
+}
+
+/** The data as the request sees it now; `'unloaded'` while a lazy session cannot be read. */
+function dataNow(ctx: Context): Data | null | 'unloaded' {
+  if (ctx.session === null) return null
+  try {
+    return asJson(ctx.session.toJSON()) as Data
+  } catch (error) {
+    if ((error as Error).name === 'SessionStateError') return 'unloaded'
+    throw error
+  }
+}
+
+/**
+ * The model of one client's session. `stored`: what the store holds (`exists`: whether it holds the
+ * session at all). `view`: what the request would see once loaded, stored data plus its unsaved
+ * changes; `pending`: the keys of those changes. A lazy request reads only after it loaded, or
+ * replaced the data, or the keys it set itself (`known`).
+ */
+interface Model {
+  stored: Data
+  exists: boolean
+  view: Data
+  pending: Set<string>
+  loaded: boolean
+  replaced: boolean
+  known: Set<string>
+}
+
+/** The model at the start of a request. */
+const requestStart = (model: Model, lazy: boolean): Model => ({
+  ...model,
+  view: structuredClone(model.stored),
+  pending: new Set(),
+  loaded: !lazy,
+  replaced: false,
+  known: new Set(),
+})
+
+const readable = (model: Model, key: string): boolean => model.loaded || model.replaced || model.known.has(key)
+
+/** Applies `step` to the model; returns what the server must report for it. */
+function apply(model: Model, step: Op): Omit<Seen, 'data'> {
+  const { view } = model
+  const change = (key: string): void => {
+    model.pending.add(key)
+    model.known.add(key)
+  }
+  /** An explicit write of `key`: the store has it now, and nothing of it is pending. */
+  const written = (key: string, value: unknown): void => {
+    if (value === undefined) delete view[key]
+    else view[key] = structuredClone(value)
+    if (model.exists || value !== undefined) {
+      if (value === undefined) delete model.stored[key]
+      else model.stored[key] = structuredClone(value)
+      model.exists = true
+    }
+    model.pending.delete(key)
+    model.known.add(key)
+  }
+  const writeAll = (): void => {
+    model.stored = structuredClone(view)
+    model.exists = true
+    model.pending.clear()
+  }
+  switch (step.op) {
+    case 'read':
+      return readable(model, step.key) ? { value: view[step.key] } : { error: 'SessionStateError' }
+    case 'assign':
+      view[step.key] = structuredClone(step.value)
+      change(step.key)
+      return {}
+    case 'delete':
+      delete view[step.key]
+      change(step.key)
+      return {}
+    case 'push':
+    case 'nest': {
+      if (!readable(model, step.key)) return { error: 'SessionStateError' }
+      const target = view[step.key]
+      if (step.op === 'push' && Array.isArray(target)) target.push(structuredClone(step.value))
+      else if (step.op === 'nest' && isObject(target)) target[step.name] = structuredClone(step.value)
+      else return {}
+      model.pending.add(step.key)
+      return {}
+    }
+    case 'replace':
+      for (const key of [...Object.keys(view), ...Object.keys(step.data)]) model.pending.add(key)
+      model.view = structuredClone(step.data)
+      if (!model.loaded) model.replaced = true
+      return {}
+    case 'setNow':
+      written(step.key, step.value)
+      return {}
+    case 'unsetNow':
+      written(step.key, undefined)
+      return {}
+    case 'increment': {
+      // The request's own value is checked when it knows it; the store adds to what it holds.
+      const current = readable(model, step.key) ? view[step.key] : undefined
+      if (!numberOrAbsent(current) || (model.exists && !numberOrAbsent(model.stored[step.key]))) return { error: 'SessionValueError' }
+      const sum = (((model.exists ? model.stored[step.key] : current) as number | undefined) ?? 0) + step.by
+      written(step.key, sum)
+      return { value: sum }
+    }
+    case 'save':
+      if (model.replaced) model.loaded = true
+      if (model.pending.size > 0 || !model.exists) writeAll()
+      return {}
+    case 'regenerate':
+      model.loaded = true
+      if (step.keep) {
+        writeAll()
+        return {}
+      }
+      // A new, empty session, not stored until something is written to it.
+      model.view = {}
+      model.stored = {}
+      model.exists = false
+      model.pending.clear()
+      return {}
+    case 'reload':
+      model.view = structuredClone(model.stored)
+      model.pending.clear()
+      model.known.clear()
+      model.replaced = false
+      model.loaded = true
+      return {}
+    case 'load':
+      model.loaded = true
+      return {}
+    case 'destroy':
+      model.view = {}
+      model.stored = {}
+      model.exists = false
+      model.pending.clear()
+      return {}
+  }
+}
+
+/** The end of the request: whatever it changed is written. */
+function requestEnd(model: Model, destroyed: boolean): void {
+  if (!destroyed && model.pending.size > 0) {
+    model.stored = structuredClone(model.view)
+    model.exists = true
+  }
+}
+
+interface Kind {
+  name: string
+  open(): Promise<Store>
+}
+
+describe('Sequences of session operations agree with a model of the session', () => {
+  let redis: RedisServer
+  const closers: (() => Promise<void>)[] = []
+  before(async () => {
+    redis = await startRedis()
+  })
+  after(async () => {
+    for (const close of closers.splice(0).reverse()) await close()
+    await redis.stop()
+  })
+
+  const kinds: Kind[] = [
+    { name: 'MemoryStore', open: async () => new MemoryStore() },
+    {
+      name: 'RedisStore',
+      async open() {
+        const store = new RedisStore({ url: redis.url })
+        closers.push(() => store.close())
+        return store
+      },
+    },
+  ]
+  const modes: { name: string; options: SessionOptions }[] = [
+    { name: 'eager', options: {} },
+    { name: 'lazy', options: { lazy: true } },
+    { name: "conflicts: 'reject'", options: { conflicts: 'reject' } },
+  ]
+
+  for (const kind of kinds) {
+    for (const mode of modes) {
+      it(`${kind.name}, ${mode.name}: every operation's view and every request's stored data are the model's (${RUNS} runs)`, async () => {
+        const app = koaApp()
+        app.use(session({ ...mode.options, store: await kind.open() }))
+        const lazy = mode.options.lazy === true
+        let ops: Op[] = []
+        app.use(async (ctx) => {
+          if (ctx.path === '/dump') await ctx.loadSession()
+          ctx.body = ctx.path === '/ops' ? await runOps(ctx, ops) : (ctx.session?.toJSON() ?? null)
+        })
+        const running: Running = await listen(app)
+        closers.push(() => running.close())
+        await fc.assert(
+          fc.asyncProperty(fc.array(request, { minLength: 1, maxLength: 4 }), async (requests) => {
+            const client = new Client(running.url)
+            let model: Model = { stored: {}, exists: false, view: {}, pending: new Set(), loaded: true, replaced: false, known: new Set() }
+            for (const [index, sent] of requests.entries()) {
+              ops = structuredClone(sent)
+              model = requestStart(model, lazy)
+              const reply = await client.get('/ops')
+              assert.equal(reply.status, 200, `request ${index} failed: ${reply.body}`)
+              const seen = reply.json as Seen[]
+              for (const [at, step] of sent.entries()) {
+                const expected = apply(model, step)
+                const where = `request ${index}, operation ${at} (${JSON.stringify(step)})`
+                assert.deepEqual(asJson({ ...seen[at], data: null }), asJson({ ...expected, data: null }), where)
+                const data = step.op === 'destroy' ? null : model.loaded || model.replaced ? model.view : 'unloaded'
+                assert.deepEqual(seen[at]?.data, data, `${where}: the data seen`)
+              }
+              requestEnd(model, sent.at(-1)?.op === 'destroy')
+              const read = await client.get('/dump')
+              assert.deepEqual(read.json, model.stored, `after request ${index}: what a new request reads`)
+            }
+          }),
+          { numRuns: RUNS },
+        )
+      })
+    }
+  }
+})
