@@ -226,8 +226,9 @@ export class Changes {
     return bytes
   }
 
-  /** Forgets everything: a new, empty session. */
+  /** Forgets everything, what was read included: a new, empty session. */
   clear(): void {
+    if (this.reads) this.reads = new ReadLog()
     this.#data = emptyRecord()
     this.#stored = undefined
     this.replaced = false

@@ -1,6 +1,6 @@
 import type { Context } from 'koa'
 import { Changes } from './changes.js'
-import { backOff, changedKey, ReadLog } from './conflicts.js'
+import { backOff, changedKey } from './conflicts.js'
 import { parseDuration } from './duration.js'
 import { readKoaSessionCookie } from './koa-session.js'
 import {
@@ -413,7 +413,6 @@ export class SessionState implements ViewState {
   async reload(): Promise<void> {
     this.incomingId()
     this.changes.clear()
-    if (this.changes.reads) this.changes.reads = new ReadLog()
     this.#maxAgeUnwritten = false
     this.#meta = emptyRecord()
     this.#loading = undefined

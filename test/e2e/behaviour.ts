@@ -555,12 +555,21 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
           ctx.session.n = before + 100
           return { n: ctx.session.n }
         },
+        // What was read of a session that then started over is no condition on the new one.
+        '/start-over': async (ctx) => {
+          const before = ctx.session.n
+          await ctx.session.regenerate({ keep: false })
+          await ctx.session.save()
+          ctx.session.n = before + 1
+        },
         '/all': dataOf,
       })
       await client.get('/start')
       assert.equal((await client.get('/blind-then-read')).status, 200)
       assert.equal((await client.get('/increment-then-set')).status, 200)
       assert.deepEqual((await client.get('/all')).json, { n: 101, cart: ['x'] })
+      assert.equal((await client.get('/start-over')).status, 204)
+      assert.deepEqual((await client.get('/all')).json, { n: 102 })
     })
 
     it("conflicts: 'reject' refuses a change to a key that another process changed after this request read it", async () => {

@@ -327,3 +327,195 @@ describe('Sequences of session operations agree with a model of the session', ()
     }
   }
 })
+
+type UserOp =
+  | { op: 'write' | 'logout' | 'destroy'; client: number }
+  | { op: 'login'; client: number; user: string }
+  | { op: 'regenerate'; client: number; keep: boolean }
+  | { op: 'destroyByUser'; user: string; except: number | undefined }
+
+const CLIENTS = 3
+const USERS = ['ann', 'bob']
+const client = fc.nat(CLIENTS - 1)
+const user = fc.constantFrom(...USERS)
+const userOp: fc.Arbitrary<UserOp> = fc.oneof(
+  fc.record({ op: fc.constantFrom('write' as const, 'logout' as const, 'destroy' as const), client }),
+  { arbitrary: fc.record({ op: fc.constant('login' as const), client, user }), weight: 3 },
+  fc.record({ op: fc.constant('regenerate' as const), client, keep: fc.boolean() }),
+  fc.record({ op: fc.constant('destroyByUser' as const), user, except: fc.option(client, { nil: undefined }) }),
+)
+
+describe('Logins, logouts, regenerations and destroyByUser agree with a model of the per-user index', () => {
+  let redis: RedisServer
+  const closers: (() => Promise<void>)[] = []
+  before(async () => {
+    redis = await startRedis()
+  })
+  after(async () => {
+    for (const close of closers.splice(0).reverse()) await close()
+    await redis.stop()
+  })
+
+  const kinds: Kind[] = [
+    { name: 'MemoryStore', open: async () => new MemoryStore() },
+    {
+      name: 'RedisStore',
+      async open() {
+        const store = new RedisStore({ url: redis.url })
+        closers.push(() => store.close())
+        return store
+      },
+    },
+  ]
+
+  for (const kind of kinds) {
+    it(`${kind.name}: listByUser() shows exactly each user's live sessions after every step (${RUNS} runs)`, async () => {
+      const app = koaApp()
+      const sessions = session({ store: await kind.open() })
+      app.use(sessions)
+      app.use(async (ctx) => {
+        const s = ctx.session
+        switch (ctx.path) {
+          case '/write': s.visits = (s.visits ?? 0) + 1; break
+          case '/login': await s.login(String(ctx.query.user)); break
+          case '/logout': await s.logout(); break
+          case '/destroy': ctx.session = null; break
+          case '/regenerate': await s.regenerate({ keep: ctx.query.keep === 'true' }); break
+        }
+        ctx.body = { id: ctx.sessionId ?? null }
+      })
+      const running: Running = await listen(app)
+      closers.push(() => running.close())
+      await fc.assert(
+        fc.asyncProperty(fc.array(userOp, { minLength: 1, maxLength: 12 }), async (steps) => {
+          // Each run its own users, so runs never see each other's sessions.
+          const run = Math.random().toString(36).slice(2)
+          const userId = (name: string): string => `${name}-${run}`
+          const clients = Array.from({ length: CLIENTS }, () => ({ http: new Client(running.url), id: undefined as string | undefined, user: undefined as string | undefined }))
+          for (const [at, step] of steps.entries()) {
+            if (step.op === 'destroyByUser') {
+              const except = step.except === undefined ? undefined : clients[step.except]?.id
+              const doomed = clients.filter((c) => c.user === step.user && c.id !== undefined && c.id !== except)
+              const gone = await sessions.destroyByUser(userId(step.user), except === undefined ? {} : { except })
+              assert.deepEqual(gone.sort(), doomed.map((c) => c.id).sort(), `step ${at} (${JSON.stringify(step)}): the ids destroyed`)
+              for (const c of doomed) c.id = c.user = undefined
+            } else {
+              const c = clients[step.client] as (typeof clients)[number]
+              const query = step.op === 'login' ? `?user=${userId(step.user)}` : step.op === 'regenerate' ? `?keep=${step.keep}` : ''
+              const reply = await c.http.get(`/${step.op}${query}`)
+              assert.equal(reply.status, 200, `step ${at} (${JSON.stringify(step)}) failed: ${reply.body}`)
+              c.id = (reply.json as { id: string | null }).id ?? undefined
+              if (step.op === 'login') c.user = step.user
+              else if (step.op === 'logout' || step.op === 'destroy' || (step.op === 'regenerate' && !step.keep)) c.user = undefined
+              // A session that regenerate({ keep: false }) started empty is not stored, so its id names nothing yet.
+              if (step.op === 'regenerate' && !step.keep) c.id = undefined
+            }
+            for (const name of USERS) {
+              const listed = (await sessions.listByUser(userId(name))).map((s) => s.id).sort()
+              const expected = clients.filter((c) => c.user === name && c.id !== undefined).map((c) => c.id).sort()
+              assert.deepEqual(listed, expected, `after step ${at} (${JSON.stringify(step)}): ${name}'s sessions`)
+            }
+          }
+        }),
+        { numRuns: RUNS },
+      )
+    })
+  }
+})
+
+/** One of several requests in flight on the same session: changes to keys of its own, and a shared counter. */
+type ParallelOp =
+  | { op: 'assign'; key: 'p' | 'q'; value: unknown }
+  | { op: 'delete'; key: 'p' | 'q' }
+  | { op: 'push'; value: unknown }
+  | { op: 'increment'; by: number }
+  | { op: 'save' }
+  | { op: 'pause' }
+
+const parallelOp: fc.Arbitrary<ParallelOp> = fc.oneof(
+  fc.record({ op: fc.constant('assign' as const), key: fc.constantFrom('p' as const, 'q' as const), value }),
+  fc.record({ op: fc.constant('delete' as const), key: fc.constantFrom('p' as const, 'q' as const) }),
+  fc.record({ op: fc.constant('push' as const), value }),
+  fc.record({ op: fc.constant('increment' as const), by: fc.integer({ min: 1, max: 5 }) }),
+  fc.record({ op: fc.constant('save' as const) }),
+  { arbitrary: fc.record({ op: fc.constant('pause' as const) }), weight: 2 },
+)
+
+describe('Requests in flight together on one session keep every change of every one of them', () => {
+  let redis: RedisServer
+  const closers: (() => Promise<void>)[] = []
+  before(async () => {
+    redis = await startRedis()
+  })
+  after(async () => {
+    for (const close of closers.splice(0).reverse()) await close()
+    await redis.stop()
+  })
+
+  const kinds: Kind[] = [
+    { name: 'MemoryStore', open: async () => new MemoryStore() },
+    {
+      name: 'RedisStore',
+      async open() {
+        const store = new RedisStore({ url: redis.url })
+        closers.push(() => store.close())
+        return store
+      },
+    },
+  ]
+
+  for (const kind of kinds) {
+    it(`${kind.name}: each request's own keys end as it left them, and the shared counter holds every increment (${RUNS} runs)`, async () => {
+      const app = koaApp()
+      app.use(session({ store: await kind.open() }))
+      const plans = new Map<string, ParallelOp[]>()
+      app.use(async (ctx) => {
+        const s = ctx.session
+        if (ctx.path === '/seed') s.list0 = []
+        else if (ctx.path === '/dump') ctx.body = s.toJSON()
+        else {
+          const me = String(ctx.query.me)
+          for (const step of plans.get(me) ?? []) {
+            const name = (key: string): string => `${key}${me}`
+            switch (step.op) {
+              case 'assign': s[name(step.key)] = step.value; break
+              case 'delete': delete s[name(step.key)]; break
+              case 'push': (s[name('list')] ??= []).push(step.value); break
+              case 'increment': await s.increment('count', step.by); break
+              case 'save': await s.save(); break
+              // Lets the other requests run: the interleavings the property is about.
+              case 'pause': await new Promise((resolve) => setTimeout(resolve, Math.random() * 3)); break
+            }
+          }
+          ctx.body = 'ok'
+        }
+      })
+      const running: Running = await listen(app)
+      closers.push(() => running.close())
+      await fc.assert(
+        fc.asyncProperty(fc.array(fc.array(parallelOp, { minLength: 1, maxLength: 5 }), { minLength: 2, maxLength: 4 }), async (requests) => {
+          const client = new Client(running.url)
+          await client.get('/seed')
+          const expected: Data = { list0: [] }
+          let count = 0
+          for (const [me, ops] of requests.entries()) {
+            plans.set(String(me), structuredClone(ops))
+            for (const step of ops) {
+              const name = (key: string): string => `${key}${me}`
+              if (step.op === 'assign') expected[name(step.key)] = structuredClone(step.value)
+              else if (step.op === 'delete') delete expected[name(step.key)]
+              else if (step.op === 'push') ((expected[name('list')] ??= []) as unknown[]).push(structuredClone(step.value))
+              else if (step.op === 'increment') count += step.by
+            }
+          }
+          if (count > 0) expected.count = count
+          const replies = await Promise.all(requests.map((_, me) => client.get(`/run?me=${me}`)))
+          assert.deepEqual(replies.map((reply) => reply.status), requests.map(() => 200))
+          const stored = (await client.get('/dump')).json as Data
+          assert.deepEqual(stored, expected)
+        }),
+        { numRuns: RUNS },
+      )
+    })
+  }
+})
