@@ -357,8 +357,14 @@ export class SessionState implements ViewState {
       await this.#write({ set: { [key]: sum } })
     } else {
       const id = this.id as string
-      const ttl = this.#ttl(Date.now())
+      const now = Date.now()
+      const ttl = this.#ttl(now)
+      await this.#keepIndexAlive(id, now + ttl)
       sum = await this.#call('increment', id, () => this.config.store.increment(this.#key(id), key, by, ttl))
+      // The store moved the expiry, so the cookie re-sent follows it. The stored bookkeeping ($e, what
+      // expiresAt reports on later requests) is only written with the session's next write: an
+      // increment stays one command.
+      this.meta[EXPIRES] = now + ttl
       this.#expiryMoved = true
       emit(this.ctx, 'session:saved', id)
     }
@@ -623,15 +629,9 @@ export class SessionState implements ViewState {
     }
     const ttlMs = this.#ttl(now)
     set[EXPIRES] = now + ttlMs
-    const user = this.meta[USER]
-    if (user !== undefined) {
+    if (this.meta[USER] !== undefined) {
       set[LAST_WRITE] = now
-      // The user's index must outlive this session: extend it first, when this write would pass it.
-      if ((this.meta[INDEX_UNTIL] ?? 0) < now + ttlMs) {
-        const until = now + ttlMs + idleTtl(this.maxAge)
-        const key = indexKey(this.config.prefix, user)
-        set[INDEX_UNTIL] = this.meta[INDEX_UNTIL] = await this.#call('index', id, () => extendIndex(this.config.store, key, until))
-      }
+      if (await this.#keepIndexAlive(id, now + ttlMs)) set[INDEX_UNTIL] = this.meta[INDEX_UNTIL]
     }
     // The texts made for the size check go with the write: the store need not encode them again.
     const write: EncodedPatch = patch.unset?.length ? { set, unset: patch.unset, ttlMs, [ENCODED]: encoded } : { set, ttlMs, [ENCODED]: encoded }
@@ -649,6 +649,19 @@ export class SessionState implements ViewState {
     this.changes.written(patch)
     if (created) emit(this.ctx, 'session:created', id)
     emit(this.ctx, 'session:saved', id)
+    return true
+  }
+
+  /**
+   * A session bound to a user must never outlive the user's index: before a write or an increment
+   * moves its expiry to `expires`, the index is extended when that would pass it. Resolves whether it was.
+   */
+  async #keepIndexAlive(id: string, expires: number): Promise<boolean> {
+    const user = this.meta[USER]
+    if (user === undefined || (this.meta[INDEX_UNTIL] ?? 0) >= expires) return false
+    const until = expires + idleTtl(this.maxAge)
+    const key = indexKey(this.config.prefix, user)
+    this.meta[INDEX_UNTIL] = await this.#call('index', id, () => extendIndex(this.config.store, key, until))
     return true
   }
 

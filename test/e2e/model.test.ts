@@ -5,7 +5,10 @@
  * hold: after every operation the request's view of the data, and after every request what a new
  * request reads back from the store, must be the model's. On MemoryStore and on RedisStore (a real
  * redis-server); eager, lazy (reads refused until loaded) and with conflicts: 'reject' (one client
- * alone never conflicts with itself). A failure prints the seed and the shrunk sequence.
+ * alone never conflicts with itself). Then, the same way: the per-user index against logins,
+ * logouts and destroyByUser; requests in flight together on one session; and, with the clock moved
+ * forward, the id cookie's expiry against the store's. A failure prints the seed and the shrunk
+ * sequence.
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
@@ -70,6 +73,12 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 const request = fc.tuple(fc.array(op, { minLength: 1, maxLength: 5 }), fc.nat(9)).map(([ops, roll]) =>
   roll === 0 ? [...ops, { op: 'destroy' } as Op] : ops,
 )
+
+/** Servers the suites without a redis-server start; stopped at the end. */
+const modelServers: Running[] = []
+async function closeModelServers(): Promise<void> {
+  for (const running of modelServers.splice(0)) await running.close()
+}
 
 const isObject = (v: unknown): v is Data => typeof v === 'object' && v !== null && !Array.isArray(v)
 /** A value as it is now (what the session hands out is live, and later operations may change it). */
@@ -513,6 +522,139 @@ describe('Requests in flight together on one session keep every change of every 
           assert.deepEqual(replies.map((reply) => reply.status), requests.map(() => 200))
           const stored = (await client.get('/dump')).json as Data
           assert.deepEqual(stored, expected)
+        }),
+        { numRuns: RUNS },
+      )
+    })
+  }
+})
+
+type ExpiryOp =
+  | { op: 'read' | 'write' | 'touch' | 'save' | 'increment' | 'regenerate' }
+  | { op: 'maxAge'; value: number | 'session' }
+
+const expiryOp: fc.Arbitrary<ExpiryOp> = fc.oneof(
+  fc.record({ op: fc.constantFrom('read' as const, 'write' as const, 'touch' as const, 'save' as const, 'increment' as const, 'regenerate' as const) }),
+  fc.record({ op: fc.constant('maxAge' as const), value: fc.constantFrom<number | 'session'>(3_600_000, 172_800_000, 600_000, 'session') }),
+)
+
+interface IdCookie {
+  value?: string | undefined
+  expires?: number | undefined
+}
+
+/** The id cookie as a browser holds it after `reply`: its value and expiry (`undefined`: until the browser closes). */
+function keepIdCookie(held: IdCookie, setCookies: string[]): void {
+  const line = setCookies.filter((l) => l.startsWith('koa.sid=')).at(-1)
+  if (line === undefined) return
+  const [pair = '', ...attributes] = line.split(';').map((part) => part.trim())
+  const expires = attributes.find((a) => a.toLowerCase().startsWith('expires='))
+  held.value = pair.slice('koa.sid='.length)
+  held.expires = expires === undefined ? undefined : Date.parse(expires.slice('expires='.length))
+  if (held.value === '' || (held.expires !== undefined && held.expires <= Date.now())) held.value = held.expires = undefined
+}
+
+describe('Over time (a clock moved forward): the id cookie, the stored session and the user index agree', () => {
+  const modes: { name: string; options: SessionOptions }[] = [
+    { name: 'default', options: { maxAge: '1 day' } },
+    { name: 'rolling', options: { maxAge: '1 day', rolling: true } },
+    { name: 'renew', options: { maxAge: '1 day', renew: true } },
+  ]
+  const clock = { now: Date.now, skew: 0 }
+  before(() => {
+    Date.now = () => clock.now() + clock.skew
+  })
+  after(async () => {
+    Date.now = clock.now
+    await closeModelServers()
+  })
+
+  it("a session bound to a user and kept alive by increments alone stays in the user's index", async () => {
+    const app = koaApp()
+    const sessions = session({ maxAge: '1h', store: new MemoryStore() })
+    app.use(sessions)
+    app.use(async (ctx) => {
+      if (ctx.path === '/login') await ctx.session.login('carol')
+      else await ctx.session.increment('hits')
+      ctx.body = { id: ctx.sessionId }
+    })
+    const running = await listen(app)
+    modelServers.push(running)
+    const client = new Client(running.url)
+    const { id } = (await client.get('/login')).json as { id: string }
+    // Five hours of a request every 50 minutes: five times the session's lifetime, twice the index's at login.
+    for (let hour = 0; hour < 6; hour++) {
+      clock.skew += 50 * 60_000
+      assert.equal((await client.get('/hit')).status, 200)
+      assert.deepEqual((await sessions.listByUser('carol')).map((s) => s.id), [id], `after ${(hour + 1) * 50} minutes`)
+    }
+  })
+
+  for (const mode of modes) {
+    it(`${mode.name}: after every request, the cookie's expiry is the session's, to the second (${RUNS} runs)`, async () => {
+      const app = koaApp()
+      // What the store holds once the request is over (with rolling, the check itself moves it).
+      app.use(async (ctx, next) => {
+        await next()
+        const s = ctx.session
+        ctx.body = { id: ctx.sessionId ?? null, expiresAt: s?.expiresAt?.getTime() ?? null, maxAge: s?.maxAge ?? null }
+      })
+      const store = new MemoryStore()
+      app.use(session({ ...mode.options, store }))
+      let ops: ExpiryOp[] = []
+      app.use(async (ctx) => {
+        const s = ctx.session
+        if (ctx.path === '/ops') {
+          for (const step of ops) {
+            if (step.op === 'read') void s.visits
+            else if (step.op === 'write') s.visits = (s.visits ?? 0) + 1
+            else if (step.op === 'touch') s.touch()
+            else if (step.op === 'save') await s.save()
+            else if (step.op === 'increment') await s.increment('hits')
+            else if (step.op === 'regenerate') await s.regenerate()
+            else if (step.op === 'maxAge') s.maxAge = step.value
+          }
+        }
+      })
+      const running = await listen(app)
+      modelServers.push(running)
+      await fc.assert(
+        // Each request comes some minutes after the one before: the clock (Date.now, which the
+        // middleware, MemoryStore and the client's cookie jar all read) is moved forward.
+        fc.asyncProperty(fc.array(fc.tuple(fc.array(expiryOp, { maxLength: 4 }), fc.nat(30)), { minLength: 1, maxLength: 5 }), async (requests) => {
+          const client = new Client(running.url)
+          const held: IdCookie = {}
+          // An increment moves the store's expiry (and the cookie) without writing the expiresAt
+          // bookkeeping, until the session's next write: from then on, only the store is compared.
+          let bookkept = true
+          for (const [index, [sent, minutesLater]] of requests.entries()) {
+            if (sent.some((step) => step.op === 'increment') && !mode.options.rolling) bookkept = false
+            clock.skew += minutesLater * 60_000
+            ops = sent
+            keepIdCookie(held, (await client.get('/ops')).setCookies)
+            // A request that does nothing itself: what the store holds, and the cookie it may re-send.
+            ops = []
+            const check = await client.get('/check')
+            keepIdCookie(held, check.setCookies)
+            const stored = check.json as { id: string | null; expiresAt: number | null; maxAge: number | 'session' }
+            const where = `after request ${index} (${JSON.stringify(sent)})`
+            if (stored.expiresAt === null || !bookkept) continue
+            assert.equal(held.value?.startsWith(stored.id ?? '?'), true, `${where}: the cookie holds ${held.value}, not the session ${stored.id}`)
+            if (stored.maxAge === 'session') {
+              assert.equal(held.expires, undefined, `${where}: a browser-session cookie must carry no expiry`)
+            } else {
+              // Cookie dates have whole seconds; the cookie's and the store's clocks were read a moment apart.
+              const apart = Math.abs((held.expires ?? 0) - Math.floor(stored.expiresAt / 1000) * 1000)
+              assert.ok(apart <= 1000, `${where}: the cookie expires ${new Date(held.expires ?? 0).toISOString()}, the session ${new Date(stored.expiresAt).toISOString()}`)
+            }
+          }
+          // And the store itself: it holds the session until the cookie expires, and not after.
+          if (held.value === undefined || held.expires === undefined || held.expires <= Date.now()) return
+          const key = `koa:sess:${held.value}`
+          clock.skew += held.expires - Date.now() - 1500
+          assert.notEqual(store.getEncoded(key), undefined, 'the store dropped the session before the cookie expired')
+          clock.skew += 3000
+          assert.equal(store.getEncoded(key), undefined, 'the store keeps the session after the cookie expired')
         }),
         { numRuns: RUNS },
       )
