@@ -229,6 +229,9 @@ export class SessionState implements ViewState {
    * bookkeeping of `loaded.fields`, when already decoded.
    */
   #adopt(loaded: Loaded, meta?: Meta): void {
+    // Bookkeeping this request set before the load (a lazy session) is newer than the stored.
+    const maxAge = this.#maxAgeUnwritten ? this.#meta?.[MAX_AGE] : undefined
+    const expires = this.#expiryMoved ? this.#meta?.[EXPIRES] : undefined
     if ('fields' in loaded) {
       this.#meta = meta
       this.#metaFields = loaded.fields
@@ -243,6 +246,8 @@ export class SessionState implements ViewState {
       }
       this.#meta = meta as Meta
     }
+    if (maxAge !== undefined) this.meta[MAX_AGE] = maxAge
+    if (expires !== undefined) this.meta[EXPIRES] = expires
     this.changes.adopt(loaded)
   }
 

@@ -223,6 +223,20 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       assert.deepEqual((await client.get('/all')).json, { n: 'text' })
     })
 
+    it('lazy: a maxAge set before loadSession() is kept through the load', async () => {
+      const { client } = await harness(store, { lazy: true, maxAge: '1h' }, {
+        '/seed': (ctx) => void (ctx.session.n = 1),
+        '/set-then-load': async (ctx) => {
+          ctx.session.maxAge = '2h'
+          return { maxAge: (await ctx.loadSession()).maxAge }
+        },
+        '/peek': async (ctx) => ({ maxAge: (await ctx.loadSession()).maxAge }),
+      })
+      await client.get('/seed')
+      assert.deepEqual((await client.get('/set-then-load')).json, { maxAge: 7_200_000 })
+      assert.deepEqual((await client.get('/peek')).json, { maxAge: 7_200_000 })
+    })
+
     it('lazy: reads nothing until loadSession(), and says so when data is read too early', async () => {
       const { client, rec, errors } = await harness(store, { lazy: true }, {
         '/seed': (ctx) => void (ctx.session.user = 'ann'),
