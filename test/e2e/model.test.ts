@@ -74,12 +74,6 @@ const request = fc.tuple(fc.array(op, { minLength: 1, maxLength: 5 }), fc.nat(9)
   roll === 0 ? [...ops, { op: 'destroy' } as Op] : ops,
 )
 
-/** Servers the suites without a redis-server start; stopped at the end. */
-const modelServers: Running[] = []
-async function closeModelServers(): Promise<void> {
-  for (const running of modelServers.splice(0)) await running.close()
-}
-
 const isObject = (v: unknown): v is Data => typeof v === 'object' && v !== null && !Array.isArray(v)
 /** A value as it is now (what the session hands out is live, and later operations may change it). */
 const snapshot = (v: unknown): unknown => (v === undefined ? undefined : asJson(v))
@@ -267,28 +261,30 @@ interface Kind {
   open(): Promise<Store>
 }
 
-describe('Sequences of session operations agree with a model of the session', () => {
-  let redis: RedisServer
-  const closers: (() => Promise<void>)[] = []
-  before(async () => {
-    redis = await startRedis()
-  })
-  after(async () => {
-    for (const close of closers.splice(0).reverse()) await close()
-    await redis.stop()
-  })
+// One redis-server for the whole file; servers and stores opened by the tests close at its end.
+let redis: RedisServer
+const closers: (() => Promise<void>)[] = []
+before(async () => {
+  redis = await startRedis()
+})
+after(async () => {
+  for (const close of closers.splice(0).reverse()) await close()
+  await redis.stop()
+})
 
-  const kinds: Kind[] = [
-    { name: 'MemoryStore', open: async () => new MemoryStore() },
-    {
-      name: 'RedisStore',
-      async open() {
-        const store = new RedisStore({ url: redis.url })
-        closers.push(() => store.close())
-        return store
-      },
+const kinds: Kind[] = [
+  { name: 'MemoryStore', open: async () => new MemoryStore() },
+  {
+    name: 'RedisStore',
+    async open() {
+      const store = new RedisStore({ url: redis.url })
+      closers.push(() => store.close())
+      return store
     },
-  ]
+  },
+]
+
+describe('Sequences of session operations agree with a model of the session', () => {
   const modes: { name: string; options: SessionOptions }[] = [
     { name: 'eager', options: {} },
     { name: 'lazy', options: { lazy: true } },
@@ -355,27 +351,6 @@ const userOp: fc.Arbitrary<UserOp> = fc.oneof(
 )
 
 describe('Logins, logouts, regenerations and destroyByUser agree with a model of the per-user index', () => {
-  let redis: RedisServer
-  const closers: (() => Promise<void>)[] = []
-  before(async () => {
-    redis = await startRedis()
-  })
-  after(async () => {
-    for (const close of closers.splice(0).reverse()) await close()
-    await redis.stop()
-  })
-
-  const kinds: Kind[] = [
-    { name: 'MemoryStore', open: async () => new MemoryStore() },
-    {
-      name: 'RedisStore',
-      async open() {
-        const store = new RedisStore({ url: redis.url })
-        closers.push(() => store.close())
-        return store
-      },
-    },
-  ]
 
   for (const kind of kinds) {
     it(`${kind.name}: listByUser() shows exactly each user's live sessions after every step (${RUNS} runs)`, async () => {
@@ -451,27 +426,6 @@ const parallelOp: fc.Arbitrary<ParallelOp> = fc.oneof(
 )
 
 describe('Requests in flight together on one session keep every change of every one of them', () => {
-  let redis: RedisServer
-  const closers: (() => Promise<void>)[] = []
-  before(async () => {
-    redis = await startRedis()
-  })
-  after(async () => {
-    for (const close of closers.splice(0).reverse()) await close()
-    await redis.stop()
-  })
-
-  const kinds: Kind[] = [
-    { name: 'MemoryStore', open: async () => new MemoryStore() },
-    {
-      name: 'RedisStore',
-      async open() {
-        const store = new RedisStore({ url: redis.url })
-        closers.push(() => store.close())
-        return store
-      },
-    },
-  ]
 
   for (const kind of kinds) {
     it(`${kind.name}: each request's own keys end as it left them, and the shared counter holds every increment (${RUNS} runs)`, async () => {
@@ -564,9 +518,8 @@ describe('Over time (a clock moved forward): the id cookie, the stored session a
   before(() => {
     Date.now = () => clock.now() + clock.skew
   })
-  after(async () => {
+  after(() => {
     Date.now = clock.now
-    await closeModelServers()
   })
 
   it("a session bound to a user and kept alive by increments alone stays in the user's index", async () => {
@@ -579,7 +532,7 @@ describe('Over time (a clock moved forward): the id cookie, the stored session a
       ctx.body = { id: ctx.sessionId }
     })
     const running = await listen(app)
-    modelServers.push(running)
+    closers.push(() => running.close())
     const client = new Client(running.url)
     const { id } = (await client.get('/login')).json as { id: string }
     // Five hours of a request every 50 minutes: five times the session's lifetime, twice the index's at login.
@@ -617,7 +570,7 @@ describe('Over time (a clock moved forward): the id cookie, the stored session a
         }
       })
       const running = await listen(app)
-      modelServers.push(running)
+      closers.push(() => running.close())
       await fc.assert(
         // Each request comes some minutes after the one before: the clock (Date.now, which the
         // middleware, MemoryStore and the client's cookie jar all read) is moved forward.
