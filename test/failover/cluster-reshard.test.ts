@@ -12,16 +12,21 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { Cluster } from 'ioredis'
 import { parseInfo, type RedisCluster } from '../helpers/redis-server.js'
-import { type AppUnderTest, assertBounded, figuresOf, label, openOnCluster, report, roots, startLoad, VARIANTS } from './harness.js'
+import { type AppUnderTest, assertBounded, figuresOf, label, openOnCluster, report, roots, SLACK_MS, startLoad, TIMEOUT_MS, VARIANTS } from './harness.js'
 import { checkLedgers } from './ledger.js'
 import { migrateSlots, placesOf, startReplicatedCluster } from './topology.js'
+
+const WAIT_TIMEOUT_MS = TIMEOUT_MS - SLACK_MS
 
 describe('Cluster: the slots holding the sessions are resharded under load', () => {
   let cluster: RedisCluster
   const apps: AppUnderTest[] = []
   before(async () => {
     cluster = await startReplicatedCluster()
-    for (const variant of VARIANTS) apps.push(await openOnCluster(cluster, variant))
+    // The replicas stay up here, yet on two busy cores (six Redis nodes, four apps, the load and
+    // MIGRATE blocking a master) a replica's confirmation once took longer than the default 200 ms
+    // WAIT, failing a write with waitReplicas 1: the replicas get most of timeoutMs instead.
+    for (const variant of VARIANTS) apps.push(await openOnCluster(cluster, variant, WAIT_TIMEOUT_MS))
   })
   after(async () => {
     for (const app of apps) await app.close()

@@ -87,9 +87,12 @@ export async function serve(variant: Variant, store: RedisStore, closeStore: () 
 export const roots = (cluster: RedisCluster): Array<{ host: string; port: number }> =>
   cluster.nodes.map((node) => ({ host: '127.0.0.1', port: node.port }))
 
-/** An app on `cluster` through an ioredis `Cluster` or a node-redis `createCluster`. */
-export async function openOnCluster(cluster: RedisCluster, variant: Variant): Promise<AppUnderTest> {
-  const wait = { waitReplicas: variant.waitReplicas, timeoutMs: TIMEOUT_MS }
+/**
+ * An app on `cluster` through an ioredis `Cluster` or a node-redis `createCluster`;
+ * `waitTimeoutMs` as RedisStore's option (its default when not given).
+ */
+export async function openOnCluster(cluster: RedisCluster, variant: Variant, waitTimeoutMs?: number): Promise<AppUnderTest> {
+  const wait = { waitReplicas: variant.waitReplicas, timeoutMs: TIMEOUT_MS, ...(waitTimeoutMs === undefined ? {} : { waitTimeoutMs }) }
   if (variant.client === 'ioredis') {
     const client = new Cluster(roots(cluster))
     client.on('error', () => undefined) // node deaths are the point; the store reports failures
