@@ -1,11 +1,14 @@
 import { ReadLog } from './conflicts.js'
 import { SessionTooLargeError } from './errors.js'
-import { fieldLength, FIELDS_LENGTH, type Patch } from './store.js'
+import { ENCODED, fieldLength, FIELDS_LENGTH, type EncodedPatch } from './store.js'
 import { Tracker } from './tracking.js'
 import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, isDataField } from './values.js'
 
 /** Marks, in `#data`, a loaded key that this request removed. */
 const ABSENT: unique symbol = Symbol('absent')
+
+/** A request's pending changes as a patch, with the texts of values already encoded. */
+export type Pending = Omit<EncodedPatch, 'ttlMs'>
 
 /** What the key sets below read as until a key goes in (most requests change nothing). */
 const NONE: ReadonlySet<string> = new Set()
@@ -26,6 +29,13 @@ export class Changes {
   #changed: Set<string> | undefined
   #removed: Set<string> | undefined
   #known: Set<string> | undefined
+  /**
+   * What the store held when loaded, kept through `replace()`: its fields as text, or a shallow copy
+   * of a decoded record. With `#written`, it tells a change that writes nothing new from a real one.
+   */
+  #base: { fields: Readonly<Record<string, string>> } | { record: Readonly<Record<string, unknown>> } | undefined
+  /** Keys this request wrote to the store since it loaded: their values, `undefined` when removed. */
+  #written: Map<string, unknown> | undefined
   /** `ctx.session = { ... }` before loading: every stored key not in the new data must go. */
   replaced = false
   /** With `conflicts: 'reject'`: what each key held when this request first read it. */
@@ -138,6 +148,7 @@ export class Changes {
    * `getEncoded` returns them, or a decoded record (bookkeeping keys already taken out).
    */
   adopt(loaded: { fields: Readonly<Record<string, string>> } | { record: Record<string, unknown> }): void {
+    this.#base = 'fields' in loaded ? loaded : { record: { ...loaded.record } }
     if (this.replaced) {
       const keys = 'fields' in loaded ? Object.keys(loaded.fields).filter(isDataField) : Object.keys(loaded.record)
       for (const key of keys) if (!(key in this.#data)) this.#markRemoved(key)
@@ -151,23 +162,32 @@ export class Changes {
     for (const key of this.removed) this.#forget(key)
   }
 
-  /** What the changes since the last write amount to, or `undefined` when nothing changed. */
-  pending(): Omit<Patch, 'ttlMs'> | undefined {
+  /**
+   * What the changes since the last write amount to, or `undefined` when nothing changed.
+   * `storeKnown`: this request knows what the store holds (it loaded the session, or the session is
+   * not stored), so changes that would write nothing new are dropped: a key removed that the store
+   * does not hold (`delete s.flash` on a visitor without one), a value the store holds already.
+   */
+  pending(storeKnown: boolean): Pending | undefined {
+    if (this.changed.size === 0 && this.removed.size === 0) return undefined
+    const texts = storeKnown ? this.#dropNoOps() : undefined
     if (this.changed.size === 0 && this.removed.size === 0) return undefined
     const set: Record<string, unknown> = {}
     for (const key of this.changed) set[key] = this.#data[key]
-    return this.removed.size > 0 ? { set, unset: [...this.removed] } : { set }
+    const patch: Pending = this.removed.size > 0 ? { set, unset: [...this.removed] } : { set }
+    if (texts !== undefined) patch[ENCODED] = texts
+    return patch
   }
 
   /** After a write of these keys: nothing of them is pending, and what was written is what they hold. */
-  written(patch: Omit<Patch, 'ttlMs'>): void {
+  written(patch: Pending): void {
     for (const key in patch.set) {
       this.#changed?.delete(key)
-      this.reads?.wrote(key, patch.set[key])
+      this.#wrote(key, patch.set[key])
     }
     for (const key of patch.unset ?? []) {
       this.#removed?.delete(key)
-      this.reads?.wrote(key, undefined)
+      this.#wrote(key, undefined)
     }
   }
 
@@ -181,19 +201,20 @@ export class Changes {
     this.#changed?.delete(key)
     this.#removed?.delete(key)
     this.#markKnown(key)
-    this.reads?.wrote(key, value)
+    this.#wrote(key, value)
   }
 
   /**
    * Throws unless the session, after writing `set`, stays within `maxBytes` (unloaded data is not
    * counted). A quick upper bound comes first (string lengths, three UTF-8 bytes at most per
    * UTF-16 unit, keys in both `set` and the loaded data counted twice): exact byte counts are
-   * needed only near the limit. Returns the JSON text of each value in `set`, for the store.
+   * needed only near the limit. Returns the JSON text of each value in `set` (`texts`: those already
+   * made), for the store.
    */
-  assertSize(set: Record<string, unknown>, loaded: boolean, maxBytes: number): Record<string, string> {
+  assertSize(set: Record<string, unknown>, loaded: boolean, maxBytes: number, texts?: Record<string, string>): Record<string, string> {
     const encoded: Record<string, string> = {}
     let units = 2
-    for (const key in set) units += fieldLength(key, (encoded[key] = encodeValue(set[key])))
+    for (const key in set) units += fieldLength(key, (encoded[key] = texts !== undefined && Object.hasOwn(texts, key) ? (texts[key] as string) : encodeValue(set[key])))
     if (loaded) {
       const stored = this.#stored
       // This package's stores hand out that sum with the fields: no walk over them.
@@ -233,6 +254,7 @@ export class Changes {
     this.#stored = undefined
     this.replaced = false
     this.#changed = this.#removed = this.#known = undefined
+    this.#base = this.#written = undefined
   }
 
   /** The plain object behind a tracked one (no tracker yet: no tracked objects either). */
@@ -258,6 +280,49 @@ export class Changes {
    */
   #noteRead(key: string, value: unknown): void {
     if (this.reads && !this.changed.has(key) && !this.removed.has(key)) this.reads.note(key, value)
+  }
+
+  #wrote(key: string, value: unknown): void {
+    ;(this.#written ??= new Map()).set(key, value)
+    this.reads?.wrote(key, value)
+  }
+
+  /**
+   * Drops, from what is pending, the changes that would leave the store as it is. Returns the texts
+   * made to compare the values that stay, for the write (nothing is encoded twice).
+   */
+  #dropNoOps(): Record<string, string> | undefined {
+    for (const key of this.removed) if (!this.#storeHolds(key)) this.#removed?.delete(key)
+    let texts: Record<string, string> | undefined
+    for (const key of this.changed) {
+      const value = this.#data[key]
+      const before = this.#loadedText(key, value)
+      if (before === undefined) continue
+      const text = encodeValue(value)
+      if (text === before) this.#changed?.delete(key)
+      else (texts ??= {})[key] = text
+    }
+    return texts
+  }
+
+  /** The text of `key` as loaded, when the store still holds it and it can be told apart from `value`. */
+  #loadedText(key: string, value: unknown): string | undefined {
+    const base = this.#base
+    if (base === undefined || this.#written?.has(key)) return undefined
+    if ('fields' in base) return Object.hasOwn(base.fields, key) ? base.fields[key] : undefined
+    if (!Object.hasOwn(base.record, key)) return undefined
+    const held = base.record[key]
+    // The very object loaded may have been changed in place: no telling what the store holds.
+    return held === value && typeof value === 'object' && value !== null ? undefined : encodeValue(held)
+  }
+
+  /** Whether the store holds `key`, as far as a request that knows what it holds can tell. */
+  #storeHolds(key: string): boolean {
+    const written = this.#written
+    if (written?.has(key)) return written.get(key) !== undefined
+    const base = this.#base
+    if (base === undefined) return false
+    return Object.hasOwn('fields' in base ? base.fields : base.record, key)
   }
 
   #markChanged(key: string): void {

@@ -1,5 +1,5 @@
 import type { Context } from 'koa'
-import { Changes } from './changes.js'
+import { Changes, type Pending } from './changes.js'
 import { backOff, changedKey } from './conflicts.js'
 import { parseDuration } from './duration.js'
 import { readKoaSessionCookie } from './koa-session.js'
@@ -14,7 +14,7 @@ import { emit } from './events.js'
 import { ID_PATTERN, newId } from './ids.js'
 import { CREATED, decodeMeta, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
 import type { SessionConfig } from './options.js'
-import { ENCODED, type EncodedPatch, type Patch } from './store.js'
+import { ENCODED, type EncodedPatch } from './store.js'
 import { callStore, isPromiseLike, readStored, type Loaded } from './store-calls.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
@@ -416,7 +416,7 @@ export class SessionState implements ViewState {
   async save(): Promise<void> {
     if (this.destroyed) return this.commit()
     if (this.changes.replaced && !this.loaded) await this.load()
-    const patch = this.changes.pending()
+    const patch = this.changes.pending(this.#storeKnown())
     if (patch || !this.#stored || this.#maxAgeUnwritten) await this.#writePending(patch ?? {})
     this.#sendId()
   }
@@ -503,7 +503,7 @@ export class SessionState implements ViewState {
       this.meta[USER] = user
       this.meta[INDEX_UNTIL] = await this.#call('index', id, () => bindSession(this.config.store, key, id, until))
     }
-    if (keep || user !== undefined) await this.#write(this.changes.pending() ?? {})
+    if (keep || user !== undefined) await this.#write(this.changes.pending(true) ?? {})
     if (oldId === undefined) return
     if (graceMs) await this.#retire(oldId, graceMs)
     else await this.#destroyStored(oldId)
@@ -537,7 +537,7 @@ export class SessionState implements ViewState {
   /** Writes the pending changes, or refreshes the expiry when due; `undefined` when neither is needed. */
   #storeChanges(): Promise<void> | undefined {
     if (this.destroyed) return undefined
-    const patch = this.changes.pending()
+    const patch = this.changes.pending(this.#storeKnown())
     if (patch || this.#maxAgeUnwritten || (!this.#stored && this.config.saveUninitialized)) return this.#writePending(patch ?? {})
     if (this.#stored && !this.#expiryMoved && this.#refreshDue()) return this.#refresh()
     return undefined
@@ -603,7 +603,7 @@ export class SessionState implements ViewState {
   // ---- writing ----
 
   /** Writes the pending patch; with `conflicts: 'reject'`, only if every key it read still holds. */
-  async #writePending(patch: Omit<Patch, 'ttlMs'>): Promise<void> {
+  async #writePending(patch: Pending): Promise<void> {
     const { changed, removed, reads } = this.changes
     const expect = this.#stored ? reads?.expect([...changed, ...removed]) : undefined
     if (await this.#write(patch, expect)) return
@@ -615,7 +615,7 @@ export class SessionState implements ViewState {
    * One atomic write of `patch` plus bookkeeping; creates the session when it is not stored. With
    * `expect`, a conditional write: resolves `false`, having written nothing, when a key differs.
    */
-  async #write(patch: Omit<Patch, 'ttlMs'>, expect?: Record<string, unknown>): Promise<boolean> {
+  async #write(patch: Pending, expect?: Record<string, unknown>): Promise<boolean> {
     if (this.#lifetimeUnknown()) await this.load()
     this.#assertLive()
     this.incomingId()
@@ -623,7 +623,7 @@ export class SessionState implements ViewState {
     const id = this.#ensureId()
     const now = Date.now()
     const set: Record<string, unknown> = { ...patch.set }
-    const encoded = this.changes.assertSize(set, this.loaded, this.config.maxBytes)
+    const encoded = this.changes.assertSize(set, this.loaded, this.config.maxBytes, patch[ENCODED])
     if (created) {
       this.meta[CREATED] = now
       set[CREATED] = now
@@ -677,6 +677,11 @@ export class SessionState implements ViewState {
    */
   #lifetimeUnknown(): boolean {
     return this.config.absoluteMaxAge !== undefined && !this.loaded && this.#stored
+  }
+
+  /** Whether this request knows what the store holds of the session: loaded it, or it is not stored. */
+  #storeKnown(): boolean {
+    return this.loaded || !this.#stored
   }
 
   #assertConditionalStore(feature: string): void {

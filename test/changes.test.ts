@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { Changes } from '../src/changes.js'
+import { Changes, type Pending } from '../src/changes.js'
 import { SessionTooLargeError } from '../src/errors.js'
 import { FIELDS_LENGTH } from '../src/store.js'
 
@@ -8,6 +8,9 @@ import { FIELDS_LENGTH } from '../src/store.js'
 function stored(): Readonly<Record<string, string>> {
   return Object.freeze({ $c: '1700000000000', user: '"u1"', cart: '{"items":[1,2]}', counter: '3', $e: '1800000000000' })
 }
+
+/** A pending patch without the texts it carries for the store. */
+const plain = (patch: Pending | undefined) => patch && { set: patch.set, ...(patch.unset ? { unset: patch.unset } : {}) }
 
 function loaded(fields = stored()): Changes {
   const changes = new Changes(false)
@@ -43,10 +46,10 @@ describe('Changes over encoded fields', () => {
     assert.equal(changes.has('cart'), false)
     assert.deepEqual(changes.keys(), ['user', 'counter'])
     assert.deepEqual(changes.toJSON(), { user: 'u1', counter: 3 })
-    assert.deepEqual(changes.pending(), { set: {}, unset: ['cart'] })
+    assert.deepEqual(plain(changes.pending(true)), { set: {}, unset: ['cart'] })
     changes.assign('cart', { items: [] })
     assert.deepEqual(changes.toJSON(), { user: 'u1', cart: { items: [] }, counter: 3 })
-    assert.deepEqual(changes.pending(), { set: { cart: { items: [] } } })
+    assert.deepEqual(plain(changes.pending(true)), { set: { cart: { items: [] } } })
   })
 
   it('keeps stored order for loaded keys and puts new keys after them', () => {
@@ -59,7 +62,7 @@ describe('Changes over encoded fields', () => {
   it('tracks changes made inside a loaded object', () => {
     const changes = loaded()
     ;(changes.read('cart') as { items: number[] }).items.push(3)
-    assert.deepEqual(changes.pending(), { set: { cart: { items: [1, 2, 3] } } })
+    assert.deepEqual(plain(changes.pending(true)), { set: { cart: { items: [1, 2, 3] } } })
   })
 
   it('keeps changes made before the load (lazy sessions), removals included', () => {
@@ -68,35 +71,87 @@ describe('Changes over encoded fields', () => {
     changes.remove('user')
     changes.adopt({ fields: stored() })
     assert.deepEqual(changes.toJSON(), { cart: { items: [1, 2] }, counter: 10 })
-    assert.deepEqual(changes.pending(), { set: { counter: 10 }, unset: ['user'] })
+    assert.deepEqual(plain(changes.pending(true)), { set: { counter: 10 }, unset: ['user'] })
   })
 
   it('replaces everything with ctx.session = { ... }: loaded keys not in the new data are removed', () => {
     const changes = loaded()
     changes.replace({ user: 'u9' }, true)
     assert.deepEqual(changes.toJSON(), { user: 'u9' })
-    assert.deepEqual(changes.pending(), { set: { user: 'u9' }, unset: ['cart', 'counter'] })
+    assert.deepEqual(plain(changes.pending(true)), { set: { user: 'u9' }, unset: ['cart', 'counter'] })
   })
 
-  it('removes a key assigned earlier in the request when ctx.session = { ... } leaves it out', () => {
+  it('drops a key assigned earlier in the request when ctx.session = { ... } leaves it out', () => {
     const changes = loaded()
     changes.assign('extra', 1)
     changes.assign('counter', 4)
     changes.replace({ user: 'u9' }, true)
     assert.deepEqual(changes.toJSON(), { user: 'u9' })
-    assert.deepEqual(changes.pending(), { set: { user: 'u9' }, unset: ['cart', 'counter', 'extra'] })
+    // The store never held extra: removing it is nothing to write.
+    assert.deepEqual(plain(changes.pending(true)), { set: { user: 'u9' }, unset: ['cart', 'counter'] })
   })
 
   it('has nothing pending when nothing changed, and nothing pending again once written', () => {
     const changes = loaded()
-    assert.equal(changes.pending(), undefined)
+    assert.equal(plain(changes.pending(true)), undefined)
     changes.assign('counter', 4)
     changes.remove('cart')
-    const patch = changes.pending()
+    const patch = plain(changes.pending(true))
     assert.deepEqual(patch, { set: { counter: 4 }, unset: ['cart'] })
     changes.written(patch as NonNullable<typeof patch>)
-    assert.equal(changes.pending(), undefined)
+    assert.equal(plain(changes.pending(true)), undefined)
     assert.equal(changes.read('counter'), 4)
+  })
+
+  it('drops changes that would leave the store as it is: a removal of a key it lacks, a value it holds', () => {
+    const changes = loaded()
+    changes.remove('flash')
+    changes.assign('counter', 3)
+    ;(changes.read('cart') as { items: number[] }).items.push(9)
+    ;(changes.read('cart') as { items: number[] }).items.pop()
+    changes.assign('extra', 1)
+    changes.remove('extra')
+    assert.equal(plain(changes.pending(true)), undefined)
+    changes.replace({ user: 'u1', cart: { items: [1, 2] }, counter: 3 }, true)
+    assert.equal(plain(changes.pending(true)), undefined)
+  })
+
+  it('writes a removal or a value the store may not hold: unloaded, or written in this request', () => {
+    const blind = new Changes(false)
+    blind.remove('flash')
+    assert.deepEqual(plain(blind.pending(false)), { set: {}, unset: ['flash'] })
+    const changes = loaded()
+    changes.assign('extra', 1)
+    changes.written({ set: { extra: 1 } })
+    changes.remove('extra')
+    changes.assign('counter', 4)
+    changes.written({ set: { counter: 4 } })
+    changes.assign('counter', 3)
+    assert.deepEqual(plain(changes.pending(true)), { set: { counter: 3 }, unset: ['extra'] })
+  })
+
+  it('has nothing to write for a new session whose changes cancel out', () => {
+    const changes = new Changes(false)
+    changes.assign('a', 1)
+    changes.remove('a')
+    changes.remove('flash')
+    assert.equal(plain(changes.pending(true)), undefined)
+    changes.assign('b', 2)
+    changes.replace({}, true)
+    assert.equal(plain(changes.pending(true)), undefined)
+  })
+
+  it('tells no-op changes of a decoded record too, for stores without encoded fields', () => {
+    const changes = new Changes(false)
+    changes.adopt({ record: { user: 'u1', n: 1, cart: { items: [1] }, prefs: { a: 1 } } })
+    changes.remove('user')
+    changes.remove('flash')
+    changes.assign('n', 1)
+    changes.assign('prefs', { a: 1 })
+    // Changed in place and back: the store's copy cannot be told from the loaded object, so it is written.
+    ;(changes.read('cart') as { items: number[] }).items.push(2)
+    ;(changes.read('cart') as { items: number[] }).items.pop()
+    assert.deepEqual(plain(changes.pending(true)), { set: { cart: { items: [1] } }, unset: ['user'] })
   })
 
   it('carries every value over, decoded, for regenerate()', () => {

@@ -120,6 +120,43 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       assert.deepEqual(reply.setCookies, [])
     })
 
+    it('writes nothing and sends no cookie for changes that leave the session as it was (the flash pattern)', async () => {
+      const { client, rec } = await harness(store, {}, {
+        '/login': (ctx) => void (ctx.session.user = 'ann'),
+        '/flash': (ctx) => {
+          const flash: unknown = ctx.session.flash
+          delete ctx.session.flash
+          return { flash: flash ?? null }
+        },
+        '/cancel': (ctx) => {
+          ctx.session.tmp = { a: 1 }
+          delete ctx.session.tmp
+        },
+        '/new-then-empty': (ctx) => {
+          ctx.session.a = 1
+          ctx.session = {}
+        },
+        '/same': (ctx) => {
+          ctx.session.user = 'ann'
+          ctx.session = { user: 'ann' }
+        },
+        '/me': dataOf,
+      })
+      for (const path of ['/flash', '/cancel', '/new-then-empty']) {
+        rec.reset()
+        const reply = await client.get(path)
+        assert.ok(reply.status < 300, `a visitor, ${path}: ${reply.status}`)
+        assert.deepEqual([reply.setCookies, rec.calls], [[], []], `a visitor, ${path}`)
+      }
+      await client.get('/login')
+      for (const path of ['/flash', '/cancel', '/same']) {
+        rec.reset()
+        const reply = await client.get(path)
+        assert.deepEqual([reply.setCookies, rec.calls], [[], ['get']], `a session, ${path}`)
+      }
+      assert.deepEqual((await client.get('/me')).json, { user: 'ann' })
+    })
+
     it('encodes each changed value once per write: the store takes the text made for the size check', async () => {
       // A Date that counts its JSON encodings (a Date is storable; it is stored as its ISO string).
       let encodings = 0

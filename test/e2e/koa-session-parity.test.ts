@@ -324,14 +324,9 @@ const SCENARIOS: Scenario[] = [
       await h.get('/set?a=1')
       return { seen: await h.get('/set?a=1'), stored: await h.stored() }
     },
-    // koa-session compares a hash of the whole session before and after the request.
+    // koa-session compares a hash of the whole session before and after the request; we compare
+    // each changed key's text with the one loaded: neither writes nor re-sends the cookie.
     expected: { seen: ok(sess({ a: '1' }, false)), stored: [{ a: '1' }] },
-    differs: {
-      ours: { seen: ok(sess({ a: '1' }, false), SENT_1H), stored: [{ a: '1' }] },
-      why:
-        'changes are tracked per assignment, not found by comparing hashes (SPEC: "Changes are tracked"): an assignment is a write ' +
-        'of that key, and a write extends the expiry and re-sends the cookie (SPEC: "A request that extends the stored expiry ... re-sends a persistent cookie")',
-    },
   },
   {
     name: 'a cookie signed with an older key is accepted and re-signed with the newest',
