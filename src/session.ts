@@ -749,6 +749,8 @@ export class SessionState implements ViewState {
 
   /** `ctx.session = null`: the session reads null; its stored copy goes at commit. */
   #doom(): void {
+    // A read-only session cannot be destroyed either: answering as if it were would be a lie.
+    this.#assertWritable()
     this.incomingId()
     if (this.#stored && this.id !== undefined) {
       this.#doomed.push(this.id)

@@ -45,6 +45,10 @@ describe("onStoreError: 'anonymous'", () => {
       '/page': (ctx) => ({ user: ctx.session.user ?? null, isNew: ctx.session.isNew }),
       '/write': (ctx) => void (ctx.session.visits = 1),
       '/inc': (ctx) => ctx.session.increment('n'),
+      '/null': (ctx) => void (ctx.session = null),
+      '/destroy': (ctx) => ctx.session.destroy(),
+      '/logout': (ctx) => ctx.session.logout(),
+      '/regenerate': (ctx) => ctx.session.regenerate(),
     })
     await client.get('/login')
     store.down = true
@@ -52,8 +56,12 @@ describe("onStoreError: 'anonymous'", () => {
     const write = await client.get('/write')
     assert.equal(write.status, 503)
     assert.deepEqual(write.setCookies, [])
-    assert.equal((await client.get('/inc')).status, 503)
-    assert.match(errors.at(-1)?.message ?? '', /read-only/)
+    // Destroying is a write too: answered as done while the session lives on, a logout would lie.
+    for (const path of ['/inc', '/null', '/destroy', '/logout', '/regenerate']) {
+      const reply = await client.get(path)
+      assert.deepEqual([reply.status, reply.setCookies], [503, []], path)
+      assert.match(errors.at(-1)?.message ?? '', /read-only/, path)
+    }
     store.down = false
     assert.deepEqual((await client.get('/page')).json, { user: 'ann', isNew: false })
   })
