@@ -297,14 +297,24 @@ export class SessionState implements ViewState {
     this.changes.remove(key)
   }
 
-  /** `ctx.session = value`: `null` destroys; an object replaces all data (a new session after `null`). */
+  /**
+   * `ctx.session = value`: `null` destroys; a plain object replaces all data (a new session after
+   * `null`). Its `maxAge`, as in koa-session, is the session's lifetime, not data.
+   */
   replace(value: unknown): void {
     if (value === null) return this.#doom()
-    if (typeof value !== 'object' || Array.isArray(value)) {
-      throw new TypeError('ctx.session can only be set to null (to destroy it) or to a plain object (to replace its data)')
+    // `ctx.session = ctx.session` changes nothing.
+    if (value === this.#view) return
+    const proto = typeof value === 'object' ? (Object.getPrototypeOf(value) as object | null) : undefined
+    if (proto !== Object.prototype && proto !== null) {
+      throw new TypeError(
+        `ctx.session can only be set to null (to destroy it) or to a plain object (to replace its data), not ${describe(value)}`,
+      )
     }
+    const { maxAge, ...data } = value as Record<string, unknown>
     if (this.destroyed) this.#startNew()
-    this.changes.replace(value, this.loaded)
+    this.changes.replace(data, this.loaded)
+    if (maxAge !== undefined) this.setMaxAge(maxAge)
     this.#ensureId()
   }
 
@@ -778,4 +788,11 @@ export class SessionState implements ViewState {
       throw new SessionStateError('this session was destroyed in this request; assign ctx.session = {} to start a new one')
     }
   }
+}
+
+/** What a value is, for an error message: its class or its type. */
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'an array'
+  if (typeof value !== 'object') return `a ${typeof value}`
+  return `a ${(value as { constructor?: { name?: string } }).constructor?.name ?? 'object'}`
 }

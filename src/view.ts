@@ -117,6 +117,13 @@ export interface ViewState {
 type Target = { [STATE]: ViewState }
 const stateOf = (view: unknown): ViewState => (view as Target)[STATE]
 
+/** koa-session's methods also took a callback; passed here it would never be called, and the request would hang. */
+function refuseCallback(method: string, argument: unknown): void {
+  if (typeof argument === 'function') {
+    throw new TypeError(`ctx.session.${method}() takes no callback (koa-session's callback form): it returns a promise, so write await ctx.session.${method}()`)
+  }
+}
+
 // Shared by every session: methods find their request's state through `this`.
 const METHODS: Record<string, (this: unknown, ...args: never[]) => unknown> = {
   set(key: string, value: unknown) {
@@ -131,7 +138,8 @@ const METHODS: Record<string, (this: unknown, ...args: never[]) => unknown> = {
   update(key: string, fn: (current: unknown) => unknown, options?: { retries?: number }) {
     return stateOf(this).update(key, fn, options)
   },
-  save() {
+  save(callback?: unknown) {
+    refuseCallback('save', callback)
     return stateOf(this).save()
   },
   reload() {
@@ -144,6 +152,7 @@ const METHODS: Record<string, (this: unknown, ...args: never[]) => unknown> = {
     return stateOf(this).destroy()
   },
   regenerate(options?: RegenerateOptions) {
+    refuseCallback('regenerate', options)
     return stateOf(this).regenerate(options)
   },
   login(userId: string, options?: RegenerateOptions) {
@@ -157,19 +166,21 @@ const METHODS: Record<string, (this: unknown, ...args: never[]) => unknown> = {
   },
 }
 
-// What console.log(ctx.session) shows: Node inspects a Proxy's target, so the target carries it.
-const TARGET_PROTOTYPE = {
-  [inspect.custom](this: Target, depth: number, options: object) {
-    const state = this[STATE]
-    const body = state.loaded ? state.toJSON() : '(not loaded)'
-    return `Session ${inspect({ id: state.id, data: body }, { ...options, depth })}`
-  },
+/**
+ * What console.log(ctx.session) shows: the data, as koa-session shows it, and never the id (logs
+ * must not hold what a client needs to take over a session). Node inspects a Proxy's target, so
+ * the target carries it; `get` hands it out too, for code that calls it as koa-session allowed.
+ */
+function inspectSession(this: Target, depth: number, options: object): string {
+  const state = this[STATE]
+  return state.loaded ? inspect(state.toJSON(), { ...options, depth }) : 'Session (not loaded)'
 }
+const TARGET_PROTOTYPE = { [inspect.custom]: inspectSession }
 
 const HANDLER: ProxyHandler<Target> = {
   get(target, key) {
     const state = target[STATE]
-    if (typeof key === 'symbol') return key === STATE ? state : undefined
+    if (typeof key === 'symbol') return key === STATE ? state : key === inspect.custom ? inspectSession : undefined
     switch (key) {
       case 'id':
         return state.id

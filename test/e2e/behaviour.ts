@@ -4,6 +4,7 @@
  * loopback port with a cookie-keeping client.
  */
 import assert from 'node:assert/strict'
+import { inspect } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import type Koa from 'koa'
 import type { Context } from 'koa'
@@ -335,6 +336,74 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       assert.deepEqual(afterRestart.data, { fresh: true })
       assert.notEqual(afterRestart.id, before.id)
       assert.equal(await store.get(`koa:sess:${before.id}`), undefined)
+    })
+
+    it('ctx.session = anything but null or a plain object is a TypeError that says what it got, and changes nothing', async () => {
+      class Profile {
+        user = 'ann'
+      }
+      const values: Record<string, () => unknown> = {
+        text: () => 'ann',
+        number: () => 5,
+        array: () => [1],
+        map: () => new Map([['user', 'ann']]),
+        date: () => new Date(0),
+        instance: () => new Profile(),
+      }
+      const { client } = await harness(store, {}, {
+        '/seed': (ctx) => void (ctx.session.user = 'bob'),
+        '/set': (ctx) => {
+          try {
+            ctx.session = values[ctx.query.v as string]?.() as Record<string, unknown>
+            return 'accepted'
+          } catch (error) {
+            return `${(error as Error).name}: ${(error as Error).message}`
+          }
+        },
+        '/all': dataOf,
+      })
+      await client.get('/seed')
+      const got: Record<string, string> = {}
+      for (const v of Object.keys(values)) got[v] = (await client.get(`/set?v=${v}`)).body
+      assert.deepEqual(got, {
+        text: 'TypeError: ctx.session can only be set to null (to destroy it) or to a plain object (to replace its data), not a string',
+        number: 'TypeError: ctx.session can only be set to null (to destroy it) or to a plain object (to replace its data), not a number',
+        array: 'TypeError: ctx.session can only be set to null (to destroy it) or to a plain object (to replace its data), not an array',
+        map: 'TypeError: ctx.session can only be set to null (to destroy it) or to a plain object (to replace its data), not a Map',
+        date: 'TypeError: ctx.session can only be set to null (to destroy it) or to a plain object (to replace its data), not a Date',
+        instance: 'TypeError: ctx.session can only be set to null (to destroy it) or to a plain object (to replace its data), not a Profile',
+      })
+      assert.deepEqual((await client.get('/all')).json, { user: 'bob' })
+    })
+
+    it('ctx.session = { maxAge, ... } sets the lifetime, as in koa-session, and the rest as data', async () => {
+      const { client } = await harness(store, { maxAge: '1h' }, {
+        '/set': (ctx) => void (ctx.session = { maxAge: '2h', user: 'ann' }),
+        '/all': (ctx) => ({ data: dataOf(ctx), maxAge: ctx.session.maxAge }),
+      })
+      const set = await client.get('/set')
+      const expires = Date.parse(/expires=([^;]+)/.exec(set.setCookies[0] ?? '')?.[1] ?? '')
+      assert.ok(Math.abs(expires - (Date.now() + 7_200_000)) < 5000, `cookie expires ${new Date(expires).toISOString()}`)
+      assert.deepEqual((await client.get('/all')).json, { data: { user: 'ann' }, maxAge: 7_200_000 })
+    })
+
+    it('console.log(ctx.session) shows the data as koa-session does, never the id; ctx.session = ctx.session changes nothing', async () => {
+      const { client, rec } = await harness(store, {}, {
+        '/seed': (ctx) => void (ctx.session.user = { name: 'ann' }),
+        '/log': (ctx) => {
+          const custom = (ctx.session as unknown as Record<symbol, () => unknown>)[inspect.custom]
+          ctx.session = ctx.session
+          return { id: ctx.sessionId, printed: inspect(ctx.session), custom: custom?.call(ctx.session) }
+        },
+      })
+      await client.get('/seed')
+      rec.reset()
+      const reply = await client.get('/log')
+      const { id, printed, custom } = reply.json as { id: string; printed: string; custom: unknown }
+      assert.equal(printed, "{ user: { name: 'ann' } }")
+      assert.equal(custom, printed)
+      assert.ok(!printed.includes(id))
+      assert.deepEqual([rec.calls, reply.setCookies], [['get'], []])
     })
 
     it('regenerate() gives a new id, destroys the old one and keeps the data; keep: false starts empty', async () => {

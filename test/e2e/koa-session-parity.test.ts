@@ -692,4 +692,30 @@ describe('parity: call forms and options', () => {
     refuses('ContextStore', class {}, /fromWholeObjectStore\(yourStore\)/)
     refuses('externalKey', { get() {}, set() {} }, /headerTransport\('x-session-id'\)/)
   })
+
+  it("refuses koa-session's callback forms, save(cb) and regenerate(cb), instead of never calling back", async () => {
+    const app = koaApp()
+    app.keys = ['k']
+    app.use(session({ store: new MemoryStore() }))
+    app.use(async (ctx) => {
+      ctx.session.a = 1
+      // As koa-session code calls them, which its types allowed.
+      const legacy = ctx.session as unknown as Record<'save' | 'regenerate', (callback: () => void) => Promise<void>>
+      const run = () => legacy[ctx.path === '/save' ? 'save' : 'regenerate'](() => undefined)
+      try {
+        await run()
+        ctx.body = 'called'
+      } catch (error) {
+        ctx.body = (error as Error).message
+      }
+    })
+    const running = await listen(app)
+    try {
+      const client = new Client(running.url)
+      assert.equal((await client.get('/save')).body, "ctx.session.save() takes no callback (koa-session's callback form): it returns a promise, so write await ctx.session.save()")
+      assert.match((await client.get('/regenerate')).body, /^ctx\.session\.regenerate\(\) takes no callback .* await ctx\.session\.regenerate\(\)$/)
+    } finally {
+      await running.close()
+    }
+  })
 })
