@@ -48,6 +48,8 @@ export class SessionState implements ViewState {
   /** The id the client holds: the valid one it sent, or the last one sent back to it. */
   #clientId: string | undefined
   #clientIdDead = false
+  /** `ctx.session = null` clears the client's id whatever it held, as koa-session does. */
+  #clearClient = false
   #stored = false
   #loading: Promise<void> | undefined
   /** The load ended without waiting (a store that answers at once): see `loadEagerly`. */
@@ -592,9 +594,10 @@ export class SessionState implements ViewState {
     const target = this.#stored && !this.destroyed ? this.id : undefined
     const transport = this.config.transport
     if (target === undefined) {
-      if (this.#clientId !== undefined && this.#clientIdDead) {
+      if ((this.#clientId !== undefined && this.#clientIdDead) || this.#clearClient) {
         transport.set(this.ctx, null, { maxAge: undefined })
         this.#clientId = undefined
+        this.#clearClient = false
       }
       return
     }
@@ -768,6 +771,7 @@ export class SessionState implements ViewState {
     }
     this.#startNew()
     this.destroyed = true
+    this.#clearClient = true
   }
 
   /** Forgets the current session: a new, empty, unstored one with no id yet. */

@@ -381,6 +381,21 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'ctx.session = null clears the cookie even when there was no session',
+    cookieStore: true,
+    run: async (h) => ({ seen: await h.get('/destroy'), stored: await h.stored() }),
+    expected: { seen: ok({ session: null }, CLEARED, 'none'), stored: [] },
+  },
+  {
+    name: 'ctx.session = null clears the cookie of a session the store no longer holds',
+    run: async (h) => {
+      await h.get('/set?a=1')
+      await h.dropStored()
+      return { seen: await h.get('/destroy'), stored: await h.stored() }
+    },
+    expected: { seen: ok({ session: null }, CLEARED, 'gone'), stored: [] },
+  },
+  {
     name: 'ctx.session = { ... } replaces the data and keeps the id',
     run: async (h) => {
       await h.get('/set?a=1&b=2')
