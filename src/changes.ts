@@ -1,8 +1,22 @@
 import { ReadLog } from './conflicts.js'
-import { SessionTooLargeError } from './errors.js'
+import { SessionTooLargeError, SessionValueError } from './errors.js'
 import { ENCODED, fieldLength, FIELDS_LENGTH, type EncodedPatch } from './store.js'
 import { Tracker } from './tracking.js'
 import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, isDataField } from './values.js'
+
+/**
+ * `encodeValue` for top-level `key`. Values are checked as they are assigned, so this fails only for
+ * one changed behind the tracker's back (through a reference kept to a nested object) into what
+ * JSON cannot hold, most likely a cycle: the error names the key, as at an assignment.
+ */
+function encodeField(key: string, value: unknown): string {
+  try {
+    return encodeValue(value)
+  } catch (error) {
+    const reason = error instanceof Error ? error.message.replace(/\s+/g, ' ') : String(error)
+    throw new SessionValueError(key, `the value cannot be encoded as JSON (${reason}); was it changed through a reference kept from before it was assigned?`)
+  }
+}
 
 /** Marks, in `#data`, a loaded key that this request removed. */
 const ABSENT: unique symbol = Symbol('absent')
@@ -214,7 +228,7 @@ export class Changes {
   assertSize(set: Record<string, unknown>, loaded: boolean, maxBytes: number, texts?: Record<string, string>): Record<string, string> {
     const encoded: Record<string, string> = {}
     let units = 2
-    for (const key in set) units += fieldLength(key, (encoded[key] = texts !== undefined && Object.hasOwn(texts, key) ? (texts[key] as string) : encodeValue(set[key])))
+    for (const key in set) units += fieldLength(key, (encoded[key] = texts !== undefined && Object.hasOwn(texts, key) ? (texts[key] as string) : encodeField(key, set[key])))
     if (loaded) {
       const stored = this.#stored
       // This package's stores hand out that sum with the fields: no walk over them.
@@ -223,7 +237,7 @@ export class Changes {
       else for (const key in stored) units += fieldLength(key, stored[key] as string)
       // A value decoded but unchanged is its stored text; ABSENT encodes as nothing.
       for (const key in this.#data) {
-        const text = Object.hasOwn(encoded, key) ? encoded[key] : (!this.changed.has(key) && stored?.[key]) || encodeValue(this.#data[key])
+        const text = Object.hasOwn(encoded, key) ? encoded[key] : (!this.changed.has(key) && stored?.[key]) || encodeField(key, this.#data[key])
         units += fieldLength(key, text ?? '')
       }
     }
@@ -243,7 +257,7 @@ export class Changes {
     const data = this.#data
     const stored = this.#stored
     for (const key in stored) if (isDataField(key) && !Object.hasOwn(data, key) && !Object.hasOwn(encoded, key)) add(key, stored[key] as string)
-    for (const key in data) if (data[key] !== ABSENT && !Object.hasOwn(encoded, key)) add(key, encodeValue(data[key]))
+    for (const key in data) if (data[key] !== ABSENT && !Object.hasOwn(encoded, key)) add(key, encodeField(key, data[key]))
     return bytes
   }
 
@@ -298,7 +312,7 @@ export class Changes {
       const value = this.#data[key]
       const before = this.#loadedText(key, value)
       if (before === undefined) continue
-      const text = encodeValue(value)
+      const text = encodeField(key, value)
       if (text === before) this.#changed?.delete(key)
       else (texts ??= {})[key] = text
     }

@@ -59,6 +59,15 @@ export function assertStorable(key: string, value: unknown): void {
   check(key, value, key, [])
 }
 
+/**
+ * `assertStorable` for a value about to be written at `path` inside top-level `key`, where
+ * `ancestors` will contain it: holding any of them would make the value cyclic. The array is used
+ * as the walk's stack (left as it was unless this throws).
+ */
+export function assertStorableAt(key: string, value: unknown, path: string, ancestors: object[]): void {
+  check(key, value, path, ancestors)
+}
+
 function check(key: string, value: unknown, path: string, ancestors: object[]): void {
   switch (typeof value) {
     case 'string':
@@ -100,7 +109,8 @@ function check(key: string, value: unknown, path: string, ancestors: object[]): 
   ancestors.pop()
 }
 
-function fail(key: string, path: string, problem: string): never {
+/** Throws a `SessionValueError` naming `key` and, when it lies inside the key's value, `path`. */
+export function fail(key: string, path: string, problem: string): never {
   throw new SessionValueError(key, path === key ? problem : `at ${path}: ${problem}`)
 }
 

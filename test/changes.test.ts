@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { Changes, type Pending } from '../src/changes.js'
-import { SessionTooLargeError } from '../src/errors.js'
+import { SessionTooLargeError, SessionValueError } from '../src/errors.js'
 import { FIELDS_LENGTH } from '../src/store.js'
 
 /** Fields as a store's getEncoded hands them out: JSON text per key, bookkeeping included. */
@@ -169,6 +169,15 @@ describe('Changes over encoded fields', () => {
     // A length far too large only sends the check down the exact count, which walks the fields.
     const overstated = loaded(Object.freeze({ ...fields, [FIELDS_LENGTH]: 1e9 }))
     assert.doesNotThrow(() => overstated.assertSize({ big: 'xxxx' }, true, 62))
+  })
+
+  it('refuses, naming the key, a value made cyclic behind the tracker (through a reference kept from before it was assigned)', () => {
+    const changes = new Changes(false)
+    const value: Record<string, unknown> = { inner: {} }
+    changes.assign('kept', value)
+    ;(value.inner as Record<string, unknown>).back = value
+    const set = changes.pending(true)?.set ?? {}
+    assert.throws(() => changes.assertSize(set, false, 1_000), (error: unknown) => error instanceof SessionValueError && /Session key "kept": the value cannot be encoded as JSON \(Converting circular structure/.test(error.message))
   })
 
   it('counts the loaded data in the size check, and only the loaded data', () => {

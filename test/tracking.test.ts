@@ -41,6 +41,50 @@ describe('Tracker', () => {
     assert.deepEqual(changed, [])
   })
 
+  it('refuses a write that would leave a hole in an array, naming the path, and changes nothing', () => {
+    const { view, changed } = tracked('cart', { list: [1] })
+    assert.throws(() => (view.list[3] = 4), /Session key "cart": at cart\.list\[3\]: .*hole/)
+    assert.throws(() => (view.list.length = 3), /Session key "cart": at cart\.list: .*hole/)
+    assert.throws(() => delete view.list[0], /Session key "cart": at cart\.list\[0\]: .*hole/)
+    assert.throws(() => Object.defineProperty(view.list, '2', { value: 1, enumerable: true, writable: true, configurable: true }), SessionValueError)
+    assert.deepEqual(view.list, [1])
+    assert.deepEqual(changed, [])
+  })
+
+  it('lets array methods move items (they pass through holes of their own making) and shrink arrays', () => {
+    const { view } = tracked('cart', { list: [1, 2] })
+    view.list.unshift(7, 8)
+    view.list.splice(1, 0, 5, 6)
+    view.list.shift()
+    view.list.pop()
+    view.list[view.list.length] = 9
+    assert.deepEqual(view.list, [5, 6, 8, 1, 9])
+    view.list.length = 1
+    assert.deepEqual(view.list, [5])
+  })
+
+  it('refuses a write that would make a cycle, naming the path, and writes nothing', () => {
+    const raw = { a: {} as Record<string, unknown>, arr: [[]] as unknown[][] }
+    const { view, changed } = tracked('obj', raw)
+    assert.throws(() => (view.a.self = view), /Session key "obj": at obj\.a\.self: the value is cyclic/)
+    assert.throws(() => (view.a.back = view.a), /at obj\.a\.back: the value is cyclic/)
+    assert.throws(() => view.arr[0]!.push(view.arr), /at obj\.arr\[0\]\[0\]: the value is cyclic/)
+    // The ancestor inside a new object, as a tracking proxy.
+    assert.throws(() => (view.a.deep = { list: [view] }), /at obj\.a\.deep\.list\[0\]: the value is cyclic/)
+    assert.throws(() => Object.defineProperty(view.a, 'x', { value: view, enumerable: true, writable: true, configurable: true }), SessionValueError)
+    assert.equal(JSON.stringify(raw), '{"a":{},"arr":[[]]}')
+    assert.deepEqual(changed, [])
+  })
+
+  it('refuses a cycle through an object shared by two paths, and lets shared acyclic data be', () => {
+    const { view } = tracked('obj', { a: { n: 1 } as Record<string, unknown>, b: {} as Record<string, unknown> })
+    view.b.shared = view.a
+    view.b.data = { copy: [view.a, view.a] }
+    assert.throws(() => ((view.b.shared as Record<string, unknown>).self = view.b), /at obj\.b\.shared\.self: the value is cyclic/)
+    assert.throws(() => (view.a.loop = view.b), /the value is cyclic/)
+    assert.equal(JSON.stringify(view), '{"a":{"n":1},"b":{"shared":{"n":1},"data":{"copy":[{"n":1},{"n":1}]}}}')
+  })
+
   it('stores plain data, not proxies, when a tracked object is assigned elsewhere', () => {
     const changed: string[] = []
     const tracker = new Tracker((k) => changed.push(k))

@@ -780,6 +780,43 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       assert.deepEqual((await old.get('/me')).json, { step: null })
     })
 
+    it('refuses at the assignment a nested write that would leave a hole in an array or make a cycle, and stores nothing', async () => {
+      /** What a handler that catches the refusal answers. */
+      const refusal = (write: () => unknown): string => {
+        try {
+          write()
+          return 'written'
+        } catch (error) {
+          return `${(error as Error).name}: ${(error as Error).message}`
+        }
+      }
+      const { client, rec } = await harness(store, {}, {
+        '/seed': (ctx) => void (ctx.session = { list: [1], obj: { a: {} }, arr: [[]] }),
+        '/hole': (ctx) => refusal(() => (ctx.session.list[3] = 4)),
+        '/length': (ctx) => refusal(() => (ctx.session.list.length = 3)),
+        '/self': (ctx) => refusal(() => (ctx.session.obj.a.self = ctx.session.obj)),
+        '/back': (ctx) => refusal(() => (ctx.session.obj.a.back = ctx.session.obj.a)),
+        '/push': (ctx) => refusal(() => ctx.session.arr[0].push(ctx.session.arr)),
+        '/all': dataOf,
+      })
+      await client.get('/seed')
+      rec.reset()
+      const answers = []
+      for (const path of ['/hole', '/length', '/self', '/back', '/push']) {
+        const reply = await client.get(path)
+        answers.push(`${reply.status} ${reply.body}`)
+      }
+      assert.deepEqual(answers, [
+        '200 SessionValueError: Session key "list": at list[3]: writing here would leave a hole in the array (it has 1 item), which JSON turns into null',
+        '200 SessionValueError: Session key "list": a length of 3 would leave a hole in the array (it has 1 item), which JSON turns into null',
+        '200 SessionValueError: Session key "obj": at obj.a.self: the value is cyclic (it contains itself)',
+        '200 SessionValueError: Session key "obj": at obj.a.back: the value is cyclic (it contains itself)',
+        '200 SessionValueError: Session key "arr": at arr[0][0]: the value is cyclic (it contains itself)',
+      ])
+      assert.deepEqual(rec.calls, ['get', 'get', 'get', 'get', 'get'])
+      assert.deepEqual((await client.get('/all')).json, { list: [1], obj: { a: {} }, arr: [[]] })
+    })
+
     it('refuses a write past maxBytes with a clear error, and stores nothing', async () => {
       const { client, errors } = await harness(store, { maxBytes: 1_000 }, {
         '/seed': (ctx) => void (ctx.session.a = 1),
