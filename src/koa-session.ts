@@ -6,7 +6,7 @@
 import type Koa from 'koa'
 import type { Context } from 'koa'
 import { SessionOptionError } from './errors.js'
-import { decodeValue, META_PREFIX } from './values.js'
+import { decodeValue, isDataKey } from './values.js'
 
 const COOKIE_FLAT_OPTIONS = ['httpOnly', 'signed', 'secure', 'sameSite', 'overwrite', 'domain', 'path', 'partitioned', 'priority']
 
@@ -60,8 +60,9 @@ export interface KoaSessionCookie {
  * but it would have no lifetime left to store.
  *
  * koa-session never saves a key starting with `_` (its `toJSON()` skips them), so every such key
- * in the cookie is its bookkeeping and none is data. Keys starting with `$` are dropped too:
- * here they are the session's own bookkeeping, and stored as data they would be taken for it.
+ * in the cookie is its bookkeeping and none is data. Keys that cannot be data here are dropped
+ * too, and the rest moves: `$` keys (here the session's own bookkeeping, as data they would be taken
+ * for it) and names of the session's API (`id`, `save`, ...), which koa-session let apps use.
  */
 export function decodeKoaSessionCookie(value: string, now: number): KoaSessionCookie | undefined {
   let decoded: unknown
@@ -79,7 +80,7 @@ export function decodeKoaSessionCookie(value: string, now: number): KoaSessionCo
 
   const data: Record<string, unknown> = Object.create(null)
   for (const [key, item] of Object.entries(fields)) {
-    if (!key.startsWith('_') && !key.startsWith(META_PREFIX)) data[key] = item
+    if (!key.startsWith('_') && isDataKey(key)) data[key] = item
   }
   return { data, maxAge, expires: expire }
 }

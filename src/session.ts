@@ -18,7 +18,7 @@ import { ENCODED, type EncodedPatch } from './store.js'
 import { callStore, isPromiseLike, readStored, type Loaded } from './store-calls.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
-import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue } from './values.js'
+import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, isDataField } from './values.js'
 import { createView, type RegenerateOptions, type Session, type ViewState } from './view.js'
 
 /** Bookkeeping a new session's first write carries, when set. */
@@ -241,10 +241,9 @@ export class SessionState implements ViewState {
       this.#metaFields = undefined
       const meta: Record<string, unknown> = emptyRecord()
       for (const key in loaded.record) {
-        if (key.charCodeAt(0) === 36 /* $ */) {
-          meta[key] = loaded.record[key]
-          delete loaded.record[key]
-        }
+        if (key.charCodeAt(0) === 36 /* $ */) meta[key] = loaded.record[key]
+        // Another library may have stored names of the session's API (`id`) as data; here they cannot be.
+        if (!isDataField(key)) delete loaded.record[key]
       }
       this.#meta = meta as Meta
     }

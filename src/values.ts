@@ -29,23 +29,33 @@ export function emptyRecord<T = unknown>(): Record<string, T> {
 /** Keys starting with this are the session's bookkeeping, stored beside the user's keys. */
 export const META_PREFIX = '$'
 
-/** Whether a stored key holds user data: not bookkeeping, and never a prototype key. */
+/**
+ * Whether a stored key holds user data: not bookkeeping, never a prototype key, and never a name
+ * of the session's API (another library may have stored `id` as data; here it cannot be).
+ */
 export function isDataField(key: string): boolean {
-  return key.charCodeAt(0) !== 36 /* $ */ && !PROTOTYPE_KEYS.has(key)
+  return key.charCodeAt(0) !== 36 /* $ */ && !PROTOTYPE_KEYS.has(key) && !RESERVED_NAMES.has(key)
 }
 
 /** Throws unless `key` may hold user data at the top level of a session. */
 export function assertDataKey(key: string): void {
-  if (RESERVED_NAMES.has(key)) {
-    throw new SessionValueError(key, 'this name is reserved for the session API; choose another key')
-  }
-  if (PROTOTYPE_KEYS.has(key)) throw new SessionValueError(key, 'this key is refused: it could pollute prototypes')
-  if (key.startsWith(META_PREFIX)) {
-    throw new SessionValueError(key, `keys starting with "${META_PREFIX}" are reserved for the session's bookkeeping`)
-  }
+  const problem = keyProblem(key)
+  if (problem !== undefined) throw new SessionValueError(key, problem)
+}
+
+/** Whether `key` may hold user data at the top level of a session. */
+export function isDataKey(key: string): boolean {
+  return keyProblem(key) === undefined
+}
+
+function keyProblem(key: string): string | undefined {
+  if (RESERVED_NAMES.has(key)) return 'this name is reserved for the session API; choose another key'
+  if (PROTOTYPE_KEYS.has(key)) return 'this key is refused: it could pollute prototypes'
+  if (key.startsWith(META_PREFIX)) return `keys starting with "${META_PREFIX}" are reserved for the session's bookkeeping`
   // Stores keep keys as UTF-8 (Redis field names), where a lone surrogate becomes U+FFFD and two
   // different keys would collide.
-  if (LONE_SURROGATE.test(key)) throw new SessionValueError(key, 'the key is not well-formed Unicode (it holds a lone surrogate)')
+  if (LONE_SURROGATE.test(key)) return 'the key is not well-formed Unicode (it holds a lone surrogate)'
+  return undefined
 }
 
 const LONE_SURROGATE = /\p{Cs}/u

@@ -63,6 +63,17 @@ describe('importKoaSessionCookie', () => {
     assert.deepEqual(rec.calls, ['get', 'apply'])
   })
 
+  it("moves a session holding names of this library's API (koa-session allowed `id`) without them, instead of failing every visit", async () => {
+    const old = await koaSessionCookies({ id: 7, save: 'x', user: 'ann' })
+    const { client } = await ourApp()
+    for (const [name, value] of old) client.jar.set(name, value)
+    const first = await client.get('/')
+    assert.equal(first.status, 200)
+    assert.deepEqual((first.json as { data: unknown }).data, { user: 'ann' })
+    assert.ok(client.jar.has('koa.sid') && !client.jar.has('koa.sess'))
+    assert.deepEqual(((await client.get('/visit')).json as { data: unknown }).data, { user: 'ann', visits: 1 })
+  })
+
   it('drops a tampered, expired or undecodable old cookie without a store operation, and starts nothing', async () => {
     const valid = await koaSessionCookies({ user: 'ann' })
     const expired = await koaSessionCookies({ user: 'bob' }, 1)
