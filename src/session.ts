@@ -636,7 +636,9 @@ export class SessionState implements ViewState {
     const now = Date.now()
     const set: Record<string, unknown> = { ...patch.set }
     const encoded = this.changes.assertSize(set, this.loaded, this.config.maxBytes, patch[ENCODED])
-    if (created) {
+    // A session stored without a creation time (written by koa-session, say) starts counting now,
+    // or absoluteMaxAge would never end it.
+    if (created || (this.loaded && this.meta[CREATED] === undefined)) {
       this.meta[CREATED] = now
       set[CREATED] = now
     }

@@ -185,10 +185,12 @@ for (const backend of [memory, redis]) {
       const written = await moved.get('/write?views=1')
       assert.match(written.setCookies[0] ?? '', new RegExp(`^koa\\.sess=${id};`))
       const after = await opened.raw(id)
-      const { $e, $m, ...data } = after?.json ?? {}
+      const { $c, $e, $m, ...data } = after?.json ?? {}
       assert.deepEqual(data, { user: 'ann', cart: [{ sku: 'A1', qty: 2 }], views: '1' })
       assert.equal($m, 2 * HOUR)
       assert.equal(typeof $e, 'number')
+      // Its first write here counts as its creation, for absoluteMaxAge.
+      assert.ok(typeof $c === 'number' && Math.abs($c - Date.now()) < 5_000, `$c ${String($c)}`)
       assert.ok(after?.ttlMs !== undefined && Math.abs(after.ttlMs - 2 * HOUR) < 5_000, `TTL ${after?.ttlMs}`)
       assert.deepEqual(((await moved.get('/me')).json as Me).data, { user: 'ann', cart: [{ sku: 'A1', qty: 2 }], views: '1' })
     })
@@ -201,6 +203,22 @@ for (const backend of [memory, redis]) {
       assert.equal((await moved.get('/regenerate')).status, 200)
       assert.equal((await moved.get('/write?views=1')).status, 200)
       assert.deepEqual(((await moved.get('/me')).json as Me).data, { user: 'ann', views: '1' })
+    })
+
+    it('absoluteMaxAge counts from the first write here for a session koa-session made (it kept no creation time)', async () => {
+      const browser = new Client((await oldApp(opened.store)).url)
+      await browser.get('/login')
+      const moved = sameBrowser(browser, await newApp(opened.store, { absoluteMaxAge: 400 }))
+      // The cookie's expiry is sent to the second, so the client could drop it early: it keeps it here.
+      const held = [...moved.jar]
+      const visit = async (path: string) => {
+        for (const [name, value] of held) moved.jar.set(name, value)
+        return moved.get(path)
+      }
+      await visit('/write?views=1')
+      assert.deepEqual(((await visit('/me')).json as Me).data, { user: 'ann', cart: [{ sku: 'A1', qty: 2 }], views: '1' })
+      await sleep(500)
+      assert.deepEqual(((await visit('/me')).json as Me).data, {})
     })
 
     it('a maxAge set on one session under koa-session holds for it after the switch', async () => {
