@@ -24,6 +24,13 @@ import { createView, type RegenerateOptions, type Session, type ViewState } from
 /** Bookkeeping a new session's first write carries, when set. */
 const META_WRITTEN_AT_CREATION = [CREATED, MAX_AGE, USER, INDEX_UNTIL]
 
+/**
+ * What a write to a session it has not loaded expects of it (lazy sessions): bound to no user (or
+ * the user's index must be kept alive), not retired (read-only), no maxAge of its own (the write
+ * sets the expiry). With `absoluteMaxAge` such a write loads first: it must know when the session began.
+ */
+const PLAIN_SESSION: Readonly<Record<string, undefined>> = { [USER]: undefined, [RETIRED]: undefined, [MAX_AGE]: undefined }
+
 /** A load that ended without waiting. */
 const LOADED: Promise<void> = Promise.resolve()
 
@@ -365,7 +372,9 @@ export class SessionState implements ViewState {
     if (current !== undefined && typeof current !== 'number') {
       throw new SessionValueError(key, 'cannot increment: it does not hold a number')
     }
-    if (this.#lifetimeUnknown()) await this.load()
+    // The store's counter moves the expiry: a session not loaded may be bound to a user, retired or
+    // given its own maxAge, which this request must know first (see #write).
+    if (this.#stored && !this.loaded) await this.load()
     let sum: number
     if (!this.#stored) {
       // Nobody else knows a session that is not stored yet, so its first write can carry the sum.
@@ -400,7 +409,7 @@ export class SessionState implements ViewState {
     this.#assertLive()
     this.#assertConditionalStore('update()')
     this.incomingId()
-    if (this.#lifetimeUnknown()) await this.load()
+    if (this.#mustLoadToWrite()) await this.load()
     for (let attempt = 0; attempt <= retries; attempt++) {
       await backOff(attempt)
       // A session not stored yet is known to nobody else: what this request holds is the truth.
@@ -567,19 +576,14 @@ export class SessionState implements ViewState {
     return due && !this.#anonymous && this.meta[RETIRED] === undefined
   }
 
+  /**
+   * Extends the stored expiry (and the recorded one) with an empty write. A session touched
+   * before it was loaded is loaded first: it may be gone (a touch never recreates it), bound to a
+   * user whose index must outlive it, or retired.
+   */
   async #refresh(): Promise<void> {
-    if (this.#lifetimeUnknown()) await this.load()
-    if (!this.#stored) return
-    const id = this.id as string
-    // A loaded session is known to exist: refresh its stored expiry too. An unloaded one may be
-    // gone, and touch() never recreates it.
-    if (this.loaded) {
-      await this.#write({})
-      return
-    }
-    const ttl = this.#ttl(Date.now())
-    await this.#call('touch', id, () => this.config.store.touch(this.#key(id), ttl))
-    this.#expiryMoved = true
+    if (!this.loaded) await this.load()
+    if (this.#stored && this.meta[RETIRED] === undefined) await this.#write({})
   }
 
   /** Makes the client hold the id it should: the current one, or none after a destroy. */
@@ -628,7 +632,8 @@ export class SessionState implements ViewState {
    * `expect`, a conditional write: resolves `false`, having written nothing, when a key differs.
    */
   async #write(patch: Pending, expect?: Record<string, unknown>): Promise<boolean> {
-    if (this.#lifetimeUnknown()) await this.load()
+    const store = this.config.store
+    if (this.#mustLoadToWrite()) await this.load()
     this.#assertLive()
     this.incomingId()
     const created = !this.#stored
@@ -654,8 +659,15 @@ export class SessionState implements ViewState {
     }
     // The texts made for the size check go with the write: the store need not encode them again.
     const write: EncodedPatch = patch.unset?.length ? { set, unset: patch.unset, ttlMs, [ENCODED]: encoded } : { set, ttlMs, [ENCODED]: encoded }
-    const store = this.config.store
-    if (expect && store.applyIf) {
+    if (this.#stored && !this.loaded) {
+      // Written without loading: only on condition that the session is not one whose bookkeeping
+      // this write must honour. Otherwise it is loaded, and the write made knowing it.
+      const written = await this.#call('applyIf', id, () => store.applyIf!(this.#key(id), { ...write, expect: { ...expect, ...PLAIN_SESSION } }))
+      if (!written) {
+        await this.load()
+        return this.#write(patch, expect)
+      }
+    } else if (expect && store.applyIf) {
       const written = await this.#call('applyIf', id, () => store.applyIf!(this.#key(id), { ...write, expect }))
       if (!written) return false
     } else {
@@ -685,12 +697,12 @@ export class SessionState implements ViewState {
   }
 
   /**
-   * With `absoluteMaxAge`, a write must know when the session began, or writes to an unloaded
-   * (lazy) session would keep it alive for ever: such a write loads it first (once), which ends
-   * it when due.
+   * Whether a write must load the session first, not being able to write it unseen (see #write):
+   * with `absoluteMaxAge` it must know when the session began, or writes would keep it alive for
+   * ever; and a store without a conditional write cannot write on condition.
    */
-  #lifetimeUnknown(): boolean {
-    return this.config.absoluteMaxAge !== undefined && !this.loaded && this.#stored
+  #mustLoadToWrite(): boolean {
+    return this.#stored && !this.loaded && (this.config.absoluteMaxAge !== undefined || !this.config.store.applyIf)
   }
 
   /** Whether this request knows what the store holds of the session: loaded it, or it is not stored. */

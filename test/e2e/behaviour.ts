@@ -225,7 +225,7 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       assert.deepEqual((await client.get('/all')).json, { n: 50 })
     })
 
-    it('set, unset and increment write at once without loading the session (lazy)', async () => {
+    it('set and unset write at once without loading the session (lazy); increment loads it first', async () => {
       const { client, rec } = await harness(store, { lazy: true }, {
         '/seed': async (ctx) => {
           await ctx.session.set('a', 1)
@@ -240,7 +240,9 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       await client.get('/seed')
       rec.reset()
       assert.deepEqual((await client.get('/blind')).json, { n: 5 })
-      assert.deepEqual(rec.calls, ['apply', 'increment'])
+      // One conditional write: the session must not be one whose bookkeeping the write must honour
+      // (bound to a user, retired, its own maxAge). The counter moves the expiry, so it loads first.
+      assert.deepEqual(rec.calls, ['applyIf', 'get', 'increment'])
       assert.deepEqual((await client.get('/all')).json, { b: 2, n: 5 })
     })
 
@@ -273,6 +275,22 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       await client.get('/seed')
       assert.deepEqual((await client.get('/set-then-load')).json, { maxAge: 7_200_000 })
       assert.deepEqual((await client.get('/peek')).json, { maxAge: 7_200_000 })
+    })
+
+    it("lazy: a write made without loading keeps the session's own maxAge", async () => {
+      const { client } = await harness(store, { lazy: true, maxAge: '1h' }, {
+        '/seed': (ctx) => {
+          ctx.session.maxAge = '5h'
+          ctx.session.n = 1
+        },
+        '/assign': (ctx) => void (ctx.session.n = 2),
+        '/peek': async (ctx) => ({ maxAge: (await ctx.loadSession()).maxAge, n: ctx.session.n }),
+      })
+      await client.get('/seed')
+      const reply = await client.get('/assign')
+      const expires = Date.parse(/expires=([^;]+)/.exec(reply.setCookies[0] ?? '')?.[1] ?? '')
+      assert.ok(Math.abs(expires - (Date.now() + 5 * 3_600_000)) < 5000, `cookie expires ${new Date(expires).toISOString()}`)
+      assert.deepEqual((await client.get('/peek')).json, { maxAge: 5 * 3_600_000, n: 2 })
     })
 
     it('lazy: reads nothing until loadSession(), and says so when data is read too early', async () => {
@@ -778,6 +796,31 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       assert.deepEqual((await client.get('/me')).json, { step: 'after' })
       await new Promise((resolve) => setTimeout(resolve, 500))
       assert.deepEqual((await old.get('/me')).json, { step: null })
+    })
+
+    it('lazy: the old id of a graced regenerate stays read-only for writes made without loading, and still expires', async () => {
+      const { client, running } = await harness(store, { lazy: true }, {
+        '/seed': (ctx) => void (ctx.session.step = 'before'),
+        '/login': async (ctx) => {
+          await ctx.session.regenerate({ graceMs: 400 })
+          ctx.session.step = 'after'
+        },
+        '/me': async (ctx) => ({ step: (await ctx.loadSession()).step ?? null }),
+        '/assign': (ctx) => void (ctx.session.step = 'in flight'),
+        '/set': (ctx) => ctx.session.set('step', 'in flight'),
+        '/increment': (ctx) => ctx.session.increment('n'),
+        '/touch': (ctx) => ctx.session.touch(),
+      })
+      await client.get('/seed')
+      const old = new Client(running.url)
+      for (const [name, value] of client.jar) old.jar.set(name, value)
+      await client.get('/login')
+      for (const path of ['/assign', '/set', '/increment']) assert.equal((await old.get(path)).status, 409, path)
+      assert.equal((await old.get('/touch')).status, 204)
+      assert.deepEqual((await old.get('/me')).json, { step: 'before' })
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      assert.deepEqual((await old.get('/me')).json, { step: null })
+      assert.deepEqual((await client.get('/me')).json, { step: 'after' })
     })
 
     it('refuses at the assignment a nested write that would leave a hole in an array or make a cycle, and stores nothing', async () => {

@@ -208,7 +208,10 @@ function apply(model: Model, step: Op): Omit<Seen, 'data'> {
     case 'increment': {
       // The request's own value is checked when it knows it; the store adds to what it holds.
       const current = readable(model, step.key) ? view[step.key] : undefined
-      if (!numberOrAbsent(current) || (model.exists && !numberOrAbsent(model.stored[step.key]))) return { error: 'SessionValueError' }
+      if (!numberOrAbsent(current)) return { error: 'SessionValueError' }
+      // A stored session is loaded first: the increment moves its expiry, which must honour its bookkeeping.
+      if (model.exists) model.loaded = true
+      if (model.exists && !numberOrAbsent(model.stored[step.key])) return { error: 'SessionValueError' }
       const sum = (((model.exists ? model.stored[step.key] : current) as number | undefined) ?? 0) + step.by
       written(step.key, sum)
       return { value: sum }
@@ -248,9 +251,13 @@ function apply(model: Model, step: Op): Omit<Seen, 'data'> {
   }
 }
 
-/** The end of the request: whatever it changed is written. */
+/**
+ * The end of the request: whatever it changed is written. Changes that leave a new session as it
+ * was (a key removed that it lacks, added and removed again) create nothing.
+ */
 function requestEnd(model: Model, destroyed: boolean): void {
-  if (!destroyed && model.pending.size > 0) {
+  const changes = [...model.pending].some((key) => JSON.stringify(model.view[key]) !== JSON.stringify(model.stored[key]))
+  if (!destroyed && model.pending.size > 0 && (model.exists || changes)) {
     model.stored = structuredClone(model.view)
     model.exists = true
   }
@@ -523,26 +530,38 @@ describe('Over time (a clock moved forward): the id cookie, the stored session a
     Date.now = clock.now
   })
 
-  it("a session bound to a user and kept alive by increments alone stays in the user's index", async () => {
-    const app = koaApp()
-    const sessions = session({ maxAge: '1h', store: new MemoryStore() })
-    app.use(sessions)
-    app.use(async (ctx) => {
-      if (ctx.path === '/login') await ctx.session.login('carol')
-      else await ctx.session.increment('hits')
-      ctx.body = { id: ctx.sessionId }
+  // Lazy: the session is never loaded by these requests, yet its bookkeeping (the binding) must hold.
+  for (const { lazy, path } of [
+    { lazy: false, path: '/increment' },
+    { lazy: true, path: '/increment' },
+    { lazy: true, path: '/assign' },
+    { lazy: true, path: '/set' },
+    { lazy: true, path: '/touch' },
+  ]) {
+    it(`a session bound to a user and kept alive by ${path.slice(1)} alone stays in the user's index${lazy ? ' (lazy, never loaded)' : ''}`, async () => {
+      const app = koaApp()
+      const sessions = session({ maxAge: '1h', store: new MemoryStore(), lazy })
+      app.use(sessions)
+      app.use(async (ctx) => {
+        if (ctx.path === '/login') await ctx.session.login('carol')
+        else if (ctx.path === '/increment') await ctx.session.increment('hits')
+        else if (ctx.path === '/assign') ctx.session.hits = Date.now()
+        else if (ctx.path === '/set') await ctx.session.set('hits', Date.now())
+        else ctx.session.touch()
+        ctx.body = { id: ctx.sessionId }
+      })
+      const running = await listen(app)
+      closers.push(() => running.close())
+      const client = new Client(running.url)
+      const { id } = (await client.get('/login')).json as { id: string }
+      // Five hours of a request every 50 minutes: five times the session's lifetime, twice the index's at login.
+      for (let hour = 0; hour < 6; hour++) {
+        clock.skew += 50 * 60_000
+        assert.equal((await client.get(path)).status, 200)
+        assert.deepEqual((await sessions.listByUser('carol')).map((s) => s.id), [id], `after ${(hour + 1) * 50} minutes`)
+      }
     })
-    const running = await listen(app)
-    closers.push(() => running.close())
-    const client = new Client(running.url)
-    const { id } = (await client.get('/login')).json as { id: string }
-    // Five hours of a request every 50 minutes: five times the session's lifetime, twice the index's at login.
-    for (let hour = 0; hour < 6; hour++) {
-      clock.skew += 50 * 60_000
-      assert.equal((await client.get('/hit')).status, 200)
-      assert.deepEqual((await sessions.listByUser('carol')).map((s) => s.id), [id], `after ${(hour + 1) * 50} minutes`)
-    }
-  })
+  }
 
   for (const mode of modes) {
     it(`${mode.name}: after every request, the cookie's expiry is the session's, to the second (${RUNS} runs)`, async () => {
