@@ -209,8 +209,9 @@ function cookieOptions(input: unknown): CookieOptions {
   if (merged.expires !== undefined && !(merged.expires instanceof Date && !Number.isNaN(merged.expires.getTime()))) {
     fail('option cookie.expires must be a valid Date')
   }
-  if (merged.sameSite === 'none' && merged.secure !== true) {
-    fail("option cookie.sameSite 'none' needs cookie.secure: true (browsers drop such cookies otherwise)")
+  // Unset, secure follows the request (HTTPS, or app.proxy and X-Forwarded-Proto), as in koa-session.
+  if (merged.sameSite === 'none' && merged.secure === false) {
+    fail("option cookie.sameSite 'none' cannot go with cookie.secure: false: browsers drop SameSite=None cookies that are not Secure")
   }
   return merged
 }

@@ -36,7 +36,7 @@ describe('session(options)', () => {
     refuses({ genid: 'abc' }, /option genid must be a function/)
     refuses({ cookie: { maxAge: 5 } }, /option cookie\.maxAge is not used: set the session's maxAge option/)
     refuses({ cookie: { colour: 1 } }, /option cookie\.colour is unknown/)
-    refuses({ cookie: { sameSite: 'none' } }, /sameSite 'none' needs cookie\.secure: true/)
+    refuses({ cookie: { sameSite: 'none', secure: false } }, /sameSite 'none' cannot go with cookie\.secure: false/)
     refuses({ store: { get() {} } }, /option store must implement the Store contract; missing: apply, increment, touch, destroy/)
     refuses({ transport: { get() {} } }, /option transport must be an object with get\(ctx\) and set/)
     refuses({ transport: headerTransport(), key: 'sid' }, /option key applies only to the cookie transport/)

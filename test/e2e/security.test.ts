@@ -17,7 +17,7 @@ import Keygrip from 'keygrip'
 import type Koa from 'koa'
 import type { Context } from 'koa'
 import { createClient } from 'redis'
-import { MemoryStore, session, type SessionOptions, type Store } from '../../src/index.js'
+import { type CookieOptions, MemoryStore, session, type SessionOptions, type Store } from '../../src/index.js'
 import { RedisStore } from '../../src/stores/redis/index.js'
 import { Client, koaApp, listen, type Running } from '../helpers/http.js'
 import { startRedis } from '../helpers/redis-server.js'
@@ -140,12 +140,12 @@ describe('key rotation', () => {
 })
 
 describe('Secure cookies behind a proxy', () => {
-  async function secureApp(proxy: boolean): Promise<{ running: Running; errors: Error[] }> {
+  async function secureApp(proxy: boolean, cookie: CookieOptions = { secure: true }): Promise<{ running: Running; errors: Error[] }> {
     const app = koaApp()
     app.proxy = proxy
     const errors: Error[] = []
     app.on('error', (error: Error) => errors.push(error))
-    app.use(session({ cookie: { secure: true } }))
+    app.use(session({ cookie }))
     app.use((ctx) => {
       if (ctx.path === '/login') ctx.session.user = 'ann'
       ctx.body = { user: ctx.session.user ?? null }
@@ -162,6 +162,13 @@ describe('Secure cookies behind a proxy', () => {
     assert.equal(login.setCookies.length, 2)
     for (const line of login.setCookies) assert.match(line, /; secure; httponly$/)
     assert.deepEqual((await client.get('/me', HTTPS)).json, { user: 'ann' })
+  })
+
+  it("sameSite 'none' with secure left unset is Secure on such a request, as in koa-session", async () => {
+    const { running } = await secureApp(true, { sameSite: 'none' })
+    const login = await new Client(running.url).get('/login', HTTPS)
+    assert.equal(login.setCookies.length, 2)
+    for (const line of login.setCookies) assert.match(line, /; samesite=none; secure; httponly$/)
   })
 
   it('without the header (or with it but app.proxy off) fails with 500 and says why, sending no cookie', async () => {
