@@ -433,11 +433,16 @@ export class SessionState implements ViewState {
     )
   }
 
+  /** Writes now; a stored session that nothing changed is saved all the same (its expiry moves), as in koa-session. */
   async save(): Promise<void> {
     if (this.destroyed) return this.commit()
     if (this.changes.replaced && !this.loaded) await this.load()
     const patch = this.changes.pending(this.#storeKnown())
     if (patch || !this.#stored || this.#maxAgeUnwritten) await this.#writePending(patch ?? {})
+    else {
+      this.#touched = true
+      if (this.#refreshDue()) await this.#refresh()
+    }
     this.#sendId()
   }
 

@@ -506,6 +506,17 @@ const SCENARIOS: Scenario[] = [
     },
   },
   {
+    name: 'save() on a stored session that nothing changed saves it all the same: the expiry moves, the cookie goes again',
+    run: async (h) => {
+      await h.get('/set?a=1')
+      return { seen: [await h.get('/save'), await h.get('/read')], stored: await h.stored() }
+    },
+    expected: {
+      seen: [ok(sess({ a: '1' }, false), SENT_1H), ok(sess({ a: '1' }, false))],
+      stored: [{ a: '1' }],
+    },
+  },
+  {
     name: 'a 4xx thrown downstream still saves the changes of an existing session',
     run: async (h) => {
       await h.get('/set?a=1')

@@ -218,6 +218,8 @@ function apply(model: Model, step: Op): Omit<Seen, 'data'> {
     }
     case 'save':
       if (model.replaced) model.loaded = true
+      // A stored session that nothing changed is saved all the same, and one not loaded is loaded for it.
+      if (model.exists && model.pending.size === 0) model.loaded = true
       if (model.pending.size > 0 || !model.exists) writeAll()
       return {}
     case 'regenerate':
