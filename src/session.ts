@@ -615,7 +615,9 @@ export class SessionState implements ViewState {
     const persistent = this.maxAge !== 'session'
     // A changed maxAge changes the cookie itself (persistent or not), even when the id stays.
     const reshaped = this.#expiryMoved && this.#maxAgeSet
-    if (target === this.#clientId && !(this.#expiryMoved && persistent) && !reshaped && !stale) return
+    // A browser-session cookie has no expiry to move; rolling re-sends it all the same, as in koa-session.
+    const moved = this.#expiryMoved && (persistent || this.config.rolling)
+    if (target === this.#clientId && !moved && !reshaped && !stale) return
     transport.set(this.ctx, target, { maxAge: persistent ? this.#remainingMs() : undefined })
     this.#clientId = target
     this.#clientIdDead = false

@@ -475,6 +475,15 @@ const SCENARIOS: Scenario[] = [
     expected: { untouched: ok('ok', SENT_1H), stranger: ok('ok', '', 'none') },
   },
   {
+    name: "rolling re-sends a browser-session cookie (maxAge: 'session') too",
+    setup: { rolling: true, maxAge: 'session' },
+    run: async (h) => {
+      await h.get('/set?a=1')
+      return { untouched: await h.get('/none') }
+    },
+    expected: { untouched: ok('ok', 'koa.sess=session koa.sess.sig=session') },
+  },
+  {
     name: 'renew extends a session only when less than half of maxAge is left',
     setup: { renew: true, maxAge: 3000 },
     run: async (h) => {
