@@ -396,6 +396,15 @@ const SCENARIOS: Scenario[] = [
     expected: { seen: ok({ session: null }, CLEARED, 'gone'), stored: [] },
   },
   {
+    name: 'ctx.session = { ... } on a new visitor',
+    run: async (h) => ({ seen: await h.get('/replace?c=3'), stored: await h.stored() }),
+    expected: { seen: ok(sess({ c: '3' }, false), SENT_1H, 'new'), stored: [{ c: '3' }] },
+    differs: {
+      ours: { seen: ok(sess({ c: '3' }, true), SENT_1H, 'new'), stored: [{ c: '3' }] },
+      why: 'the session begins in this request, so isNew is true (koa-session marks new only a session it made empty itself)',
+    },
+  },
+  {
     name: 'ctx.session = { ... } replaces the data and keeps the id',
     run: async (h) => {
       await h.get('/set?a=1&b=2')
