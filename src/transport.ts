@@ -128,7 +128,8 @@ export function cookieTransport(key: string, options: CookieOptions, onInvalid: 
 
 /**
  * The id in a request header (default `x-session-id`); new, rotated and cleared ids (an empty
- * value) go back in the response header of the same name, with `Vary` naming it. No cookie is
+ * value) go back in the response header of the same name. Every response that used the session
+ * carries `Vary` naming the header. No cookie is
  * set and `app.keys` is not needed: the id itself is the secret, so send it only over TLS.
  */
 export function headerTransport(name = 'x-session-id'): SessionTransport {
@@ -138,6 +139,8 @@ export function headerTransport(name = 'x-session-id'): SessionTransport {
   const header = name.toLowerCase()
   return {
     get(ctx) {
+      // A response that used the session depends on this header: caches must key on it.
+      ctx.vary(name)
       const value = ctx.request.headers[header]
       return typeof value === 'string' && value !== '' ? value : undefined
     },

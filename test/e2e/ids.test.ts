@@ -126,6 +126,8 @@ describe('header transport', () => {
     const me = await client.get('/me', { 'x-session-id': id })
     assert.deepEqual(me.json, { user: 'ann', id })
     assert.equal(me.headers.get('x-session-id'), null)
+    // It was personalised by the header, though no id went back: a cache must not share it.
+    assert.match(me.headers.get('vary') ?? '', /x-session-id/)
     const rotated = (await client.get('/rotate', { 'x-session-id': id })).headers.get('x-session-id') ?? ''
     assert.ok(rotated !== id && rotated.length === 22)
     assert.deepEqual((await client.get('/me', { 'x-session-id': rotated })).json, { user: 'ann', id: rotated })
