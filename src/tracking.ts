@@ -119,6 +119,9 @@ export class Tracker {
         }
         return
       }
+      if (!isIndex(name)) {
+        fail(key, this.#locate(key, target, name).path, `an array holds only items: JSON would drop a property named "${name}"`)
+      }
       if (moving === 0 && Number(name) > target.length) {
         fail(key, this.#locate(key, target, name).path, `writing here would leave a hole in the array (${items(target)}), which JSON turns into null`)
       }

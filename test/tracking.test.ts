@@ -51,6 +51,12 @@ describe('Tracker', () => {
     assert.deepEqual(changed, [])
   })
 
+  it('refuses a named property on an array, which JSON would drop', () => {
+    const { view, changed } = tracked('cart', { list: [1] })
+    assert.throws(() => ((view.list as unknown as Record<string, unknown>).note = 'x'), /Session key "cart": at cart\.list\[note\]: an array holds only items/)
+    assert.deepEqual(changed, [])
+  })
+
   it('lets array methods move items (they pass through holes of their own making) and shrink arrays', () => {
     const { view } = tracked('cart', { list: [1, 2] })
     view.list.unshift(7, 8)
