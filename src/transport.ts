@@ -129,8 +129,8 @@ export function cookieTransport(key: string, options: CookieOptions, onInvalid: 
 /**
  * The id in a request header (default `x-session-id`); new, rotated and cleared ids (an empty
  * value) go back in the response header of the same name. Every response that used the session
- * carries `Vary` naming the header. No cookie is
- * set and `app.keys` is not needed: the id itself is the secret, so send it only over TLS.
+ * carries `Vary` naming the header. No cookie is set and `app.keys` is not needed: the id itself
+ * is the secret, so send it only over TLS.
  */
 export function headerTransport(name = 'x-session-id'): SessionTransport {
   if (typeof name !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
