@@ -12,8 +12,11 @@ import { STATE, type Session } from './view.js'
 export interface SessionMiddleware extends Middleware {
   /** The user's live sessions (bound with `ctx.session.login()`): ids and times, never data. */
   listByUser(userId: string): Promise<UserSession[]>
-  /** Destroys the user's sessions, except the ids in `except` ("log out everywhere but here"). Resolves the ids destroyed. */
-  destroyByUser(userId: string, options?: { except?: string | readonly string[] }): Promise<string[]>
+  /**
+   * Destroys the user's sessions, except the ids in `except` ("log out everywhere but here"; an
+   * `undefined` there, as `ctx.sessionId` may be, excepts nothing). Resolves the ids destroyed.
+   */
+  destroyByUser(userId: string, options?: { except?: string | readonly string[] | undefined }): Promise<string[]>
 }
 
 // Per request: the config of the session middleware that is running, and its state once made.
@@ -67,7 +70,7 @@ export function session(first?: unknown, second?: unknown): SessionMiddleware {
       assertUserId(userId)
       return listUserSessions(config.store, config.prefix, userId)
     },
-    destroyByUser(userId: string, options: { except?: string | readonly string[] } = {}) {
+    destroyByUser(userId: string, options: { except?: string | readonly string[] | undefined } = {}) {
       assertUserId(userId)
       const except = typeof options.except === 'string' ? [options.except] : (options.except ?? [])
       return destroyUserSessions(config.store, config.prefix, userId, except)
