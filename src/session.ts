@@ -18,7 +18,7 @@ import { ENCODED, type EncodedPatch } from './store.js'
 import { callStore, isPromiseLike, readStored, type Loaded } from './store-calls.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
-import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, isDataField } from './values.js'
+import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, isDataField, NOT_A_NUMBER_PROBLEM } from './values.js'
 import { createView, type RegenerateOptions, type Session, type ViewState } from './view.js'
 
 /** Bookkeeping a new session's first write carries, when set. */
@@ -370,7 +370,7 @@ export class SessionState implements ViewState {
     this.#assertLive()
     const current = this.#knows(key) ? this.changes.value(key) : undefined
     if (current !== undefined && typeof current !== 'number') {
-      throw new SessionValueError(key, 'cannot increment: it does not hold a number')
+      throw new SessionValueError(key, NOT_A_NUMBER_PROBLEM)
     }
     // The store's counter moves the expiry: a session not loaded may be bound to a user, retired or
     // given its own maxAge, which this request must know first (see #write).

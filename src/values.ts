@@ -129,6 +129,18 @@ export function encodeValue(value: unknown): string {
   return JSON.stringify(value)
 }
 
+/** Why an increment of a key is refused, in every store's words. */
+export const NOT_A_NUMBER_PROBLEM = 'cannot increment: it does not hold a number'
+export const NOT_FINITE_PROBLEM = 'cannot increment: the sum would not be a finite number (JSON has no Infinity)'
+
+/** `current + by` for an increment of `key`: refused unless `current` is a number (or absent) and the sum finite. */
+export function incremented(key: string, current: unknown, by: number): number {
+  if (current !== undefined && typeof current !== 'number') throw new SessionValueError(key, NOT_A_NUMBER_PROBLEM)
+  const sum = (current ?? 0) + by
+  if (!Number.isFinite(sum)) throw new SessionValueError(key, NOT_FINITE_PROBLEM)
+  return sum
+}
+
 /**
  * Parses one stored value into objects that cannot pollute prototypes: keys `__proto__`,
  * `constructor` and `prototype` are dropped. The walk runs only when such a key may be present.

@@ -1,6 +1,5 @@
-import { SessionValueError } from '../errors.js'
 import { fieldLength, FIELDS_LENGTH, storedText, type ConditionalPatch, type Patch, type Store } from '../store.js'
-import { decodeRecord, decodeValue, encodeValue, PROTOTYPE_KEYS } from '../values.js'
+import { decodeRecord, decodeValue, encodeValue, incremented, PROTOTYPE_KEYS } from '../values.js'
 
 export interface MemoryStoreOptions {
   /**
@@ -89,9 +88,7 @@ export class MemoryStore implements Store {
 
   async increment(id: string, key: string, by: number, ttlMs: number): Promise<number> {
     const current = own(this.#live(id)?.fields, key)
-    const value = current === undefined ? 0 : decodeValue(current)
-    if (typeof value !== 'number') throw new SessionValueError(key, 'cannot increment: it does not hold a number')
-    const sum = value + by
+    const sum = incremented(key, current === undefined ? undefined : decodeValue(current), by)
     this.#write(id, { set: { [key]: sum }, ttlMs })
     return sum
   }

@@ -1,6 +1,5 @@
-import { SessionValueError } from '../errors.js'
 import type { Patch, Store } from '../store.js'
-import { decodeRecord, decodeValue, encodeValue } from '../values.js'
+import { decodeRecord, decodeValue, encodeValue, incremented } from '../values.js'
 
 /**
  * A koa-session style store, which keeps each session as one whole object: koa-redis,
@@ -70,11 +69,10 @@ export function fromWholeObjectStore(store: WholeObjectStore): Store {
 
     async increment(id, key, by, ttlMs) {
       const record = (await read(id)) ?? Object.create(null)
-      const current = record[key] ?? 0
-      if (typeof current !== 'number') throw new SessionValueError(key, 'cannot increment: it does not hold a number')
-      record[key] = current + by
+      const sum = incremented(key, record[key], by)
+      record[key] = sum
       await write(id, record, ttlMs)
-      return current + by
+      return sum
     },
 
     async touch(id, ttlMs) {

@@ -23,6 +23,8 @@ export interface ContractOptions {
   atomic?: boolean
   /** Whether the store offers the conditional write `applyIf`. Default true. */
   conditional?: boolean
+  /** Whether an increment past what a double holds is refused before it is written. Default true. */
+  finiteIncrement?: boolean
 }
 
 const MINUTE = 60_000
@@ -142,6 +144,16 @@ export function storeContract(name: string, open: () => Promise<ContractStore>, 
       await assert.rejects(store.increment(id, 'name', 1, MINUTE), SessionValueError)
       assert.equal((await store.get(id))?.name, 'ann')
     })
+
+    if (options.finiteIncrement !== false) {
+      it('refuses an increment whose sum would not be a finite number, and writes nothing', async () => {
+        const id = fresh()
+        await store.apply(id, { set: { n: Number.MAX_VALUE }, ttlMs: MINUTE })
+        await assert.rejects(store.increment(id, 'n', Number.MAX_VALUE, MINUTE), /Session key "n": cannot increment: the sum would not be a finite number/)
+        await assert.rejects(store.increment(id, 'n', -Infinity, MINUTE), SessionValueError)
+        assert.equal((await store.get(id))?.n, Number.MAX_VALUE)
+      })
+    }
 
     it('sets the expiry when incrementing', async () => {
       const id = fresh()

@@ -256,7 +256,8 @@ function mongoStoreSuite(open: () => Promise<MongoBackend>): void {
     await backend?.close()
   })
 
-  storeContract('MongoStore', async () => ({ store: (await make()).store }))
+  // $inc cannot refuse a sum past the largest double in the same step (see the README's MongoDB section).
+  storeContract('MongoStore', async () => ({ store: (await make()).store }), { finiteIncrement: false })
 
   describe('MongoStore', () => {
     let store: MongoStore

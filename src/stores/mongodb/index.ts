@@ -18,6 +18,7 @@
 import type { Collection, MongoClient, MongoClientOptions, UpdateResult } from 'mongodb'
 import { SessionValueError } from '../../errors.js'
 import type { ConditionalPatch, Patch, Store } from '../../store.js'
+import { NOT_A_NUMBER_PROBLEM } from '../../values.js'
 import { withDeadline } from '../deadline.js'
 import { defaultsFor, openClient } from './connection.js'
 import {
@@ -247,7 +248,7 @@ export class MongoStore implements Store {
         }),
       ).catch((error: unknown) => {
         // $inc refuses a field that is not a number before changing anything, expiry included.
-        if (codeOf(error) === TYPE_MISMATCH) throw new SessionValueError(key, 'cannot increment: it does not hold a number')
+        if (codeOf(error) === TYPE_MISMATCH) throw new SessionValueError(key, NOT_A_NUMBER_PROBLEM)
         throw error
       }),
     )

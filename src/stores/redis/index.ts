@@ -12,10 +12,10 @@
 import { SessionValueError } from '../../errors.js'
 import { fieldLength, FIELDS_LENGTH, storedText, type ConditionalPatch, type Patch, type Store } from '../../store.js'
 import { withDeadline } from '../deadline.js'
-import { decodeRecord, emptyRecord, encodeValue } from '../../values.js'
+import { decodeRecord, emptyRecord, encodeValue, NOT_A_NUMBER_PROBLEM, NOT_FINITE_PROBLEM } from '../../values.js'
 import { isIoRedisClient, openIoRedis, IoRedisAdapter, type IoRedisClient, type IoRedisOptions, type OwnConnection } from './ioredis.js'
 import { isNodeRedisClient, NodeRedisAdapter, type NodeRedisClient } from './node-redis.js'
-import { APPLY_IF, INCREMENT, NOT_A_NUMBER, type Script } from './scripts.js'
+import { APPLY_IF, INCREMENT, NOT_A_NUMBER, NOT_FINITE, type Script } from './scripts.js'
 import { notConfirmed, transactionCommands, type Wait } from './wait.js'
 
 export type { IoRedisClient, IoRedisOptions } from './ioredis.js'
@@ -188,9 +188,8 @@ export class RedisStore implements Store {
     const hash = this.prefix + id
     const args = [key, String(by), String(ttlOf(ttlMs)), Number.isSafeInteger(by) ? '1' : '0']
     const notANumber = (error: unknown): never => {
-      if (error instanceof Error && error.message.includes(NOT_A_NUMBER)) {
-        throw new SessionValueError(key, 'cannot increment: it does not hold a number')
-      }
+      if (error instanceof Error && error.message.includes(NOT_A_NUMBER)) throw new SessionValueError(key, NOT_A_NUMBER_PROBLEM)
+      if (error instanceof Error && error.message.includes(NOT_FINITE)) throw new SessionValueError(key, NOT_FINITE_PROBLEM)
       throw error
     }
     const reply = this.#wait

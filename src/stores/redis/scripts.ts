@@ -53,21 +53,27 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 `)
 
-/** The error code the increment script answers with when the field does not hold a number. */
+/** The error codes the increment script answers with: the field holds no number; the sum would not be finite. */
 export const NOT_A_NUMBER = 'NOTNUMBER'
+export const NOT_FINITE = 'NOTFINITE'
 
 /**
  * Adds to one field and resets the expiry. ARGV: field, increment, ttlMs, '1' when the increment
  * is a safe integer. An integer added to an integer field uses HINCRBY (exact 64-bit arithmetic);
  * anything else, including an integer added to a field that holds a float, uses HINCRBYFLOAT, as
  * does an HINCRBY that would overflow. A field that holds no number (a JSON string, boolean,
- * object…) is refused before anything is written, expiry included.
+ * object…), and a sum past what a double holds (HINCRBYFLOAT's long double would take it, JSON
+ * not), are refused before anything is written, expiry included.
  */
 export const INCREMENT = script(`
 local field, by = ARGV[1], ARGV[2]
 local current = redis.call('HGET', KEYS[1], field)
 if current and not tonumber(current) then
   return redis.error_reply('${NOT_A_NUMBER} the field does not hold a number')
+end
+local next = tonumber(current or '0') + tonumber(by)
+if next ~= next or next == math.huge or next == -math.huge then
+  return redis.error_reply('${NOT_FINITE} the sum would not be a finite number')
 end
 local sum
 if ARGV[4] == '1' and (not current or string.find(current, '^%-?%d+$')) then
