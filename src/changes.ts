@@ -2,7 +2,7 @@ import { ReadLog } from './conflicts.js'
 import { SessionTooLargeError, SessionValueError } from './errors.js'
 import { ENCODED, fieldLength, FIELDS_LENGTH, type EncodedPatch } from './store.js'
 import { Tracker } from './tracking.js'
-import { assertDataKey, assertStorable, decodeValue, emptyRecord, encodeValue, isDataField } from './values.js'
+import { assertDataKey, assertStorable, decodeField, emptyRecord, encodeValue, isDataField } from './values.js'
 
 /**
  * `encodeValue` for top-level `key`. Values are checked as they are assigned, so this fails only for
@@ -84,7 +84,7 @@ export class Changes {
     }
     const stored = this.#stored
     if (stored === undefined || !Object.hasOwn(stored, key) || !isDataField(key)) return undefined
-    return (data[key] = decodeValue(stored[key] as string))
+    return (data[key] = decodeField(key, stored[key] as string))
   }
 
   /** A key's value as the user sees it: nested objects tracked. */

@@ -2,7 +2,7 @@
  * Lifetimes: how long the store keeps a session after a write, and when an idle session is due
  * for a refresh. Pure functions of the session's bookkeeping, the options and the time.
  */
-import { decodeValue, emptyRecord } from './values.js'
+import { decodeField, emptyRecord } from './values.js'
 
 /** Bookkeeping keys stored beside the user's keys (see values.ts: keys starting with `$`). */
 export const CREATED = '$c'
@@ -33,7 +33,7 @@ export function decodeMeta(fields: Readonly<Record<string, string>> | undefined)
   const meta: Record<string, unknown> = emptyRecord()
   if (fields) {
     for (const key of META_KEYS) {
-      if (Object.hasOwn(fields, key)) meta[key] = decodeValue(fields[key] as string)
+      if (Object.hasOwn(fields, key)) meta[key] = decodeField(key, fields[key] as string)
     }
   }
   return meta as Meta

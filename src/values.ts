@@ -156,6 +156,18 @@ export function decodeValue(text: string): unknown {
   return value
 }
 
+/**
+ * `decodeValue` of what the store holds under `key`. Text that is not JSON (another program wrote
+ * it) is an error that names the key and never shows the text, which may be anything.
+ */
+export function decodeField(key: string, text: string): unknown {
+  try {
+    return decodeValue(text)
+  } catch {
+    throw new SessionValueError(key, 'the store holds text that is not JSON under this key (written by another program?): remove that field, or the session')
+  }
+}
+
 function stripPrototypeKeys(value: unknown): void {
   if (typeof value !== 'object' || value === null) return
   if (Array.isArray(value)) {
@@ -174,6 +186,6 @@ function stripPrototypeKeys(value: unknown): void {
  */
 export function decodeRecord(fields: Iterable<readonly [string, string]>): Record<string, unknown> {
   const record = emptyRecord()
-  for (const [key, text] of fields) if (!PROTOTYPE_KEYS.has(key)) record[key] = decodeValue(text)
+  for (const [key, text] of fields) if (!PROTOTYPE_KEYS.has(key)) record[key] = decodeField(key, text)
   return record
 }

@@ -171,6 +171,21 @@ for (const kind of CLIENTS) {
       }
     })
 
+    it('a field another program filled with text that is not JSON: a 500 naming the key (never the text), other keys work, a write heals it', async () => {
+      const client = new Client(running.url)
+      await client.get('/set?key=a&value=1')
+      await server.cli('hset', `koa:sess:${client.jar.get('koa.sid') ?? ''}`, 'a', 'not json{')
+      const before = errors.length
+      assert.equal((await client.get('/get')).status, 500)
+      const message = errors[before]?.message ?? ''
+      assert.match(message, /^Session key "a": the store holds text that is not JSON under this key/)
+      assert.ok(!message.includes('not json{'), message)
+      assert.equal((await client.get('/set?key=b&value=2')).status, 200)
+      assert.equal((await client.get('/set?key=a&value=healed')).status, 200)
+      assert.deepEqual((await client.get('/get')).json, { a: 'healed', b: '2' })
+      errors.splice(before)
+    })
+
     it('answers 503 within timeoutMs while Redis is down, never 2xx unstored, and heals when Redis is back', { timeout: 30_000 }, async (t) => {
       const client = new Client(running.url)
       assert.equal((await client.get('/set?key=before&value=yes')).status, 200)
