@@ -282,6 +282,24 @@ describe('RedisStore: timeoutMs bounds every operation', () => {
     assert.ok(elapsed <= timeoutMs + 250, `took ${elapsed} ms with timeoutMs ${timeoutMs}`)
   }
 
+  it("says, when it times out, why its own connection is not ready: a refused password", async () => {
+    await server.cli('config', 'set', 'requirepass', 'right')
+    try {
+      const store = new RedisStore({ url: server.url.replace('redis://', 'redis://:wrong@'), timeoutMs: 300 })
+      await assert.rejects(store.get('x'), /no reply to HGETALL within 300 ms \(the connection's last error: WRONGPASS/)
+      await store.close()
+    } finally {
+      await server.cli('-a', 'right', 'config', 'set', 'requirepass', '')
+    }
+  })
+
+  it('refuses to go on in db 0 when Redis refuses the database it was given', async () => {
+    const store = new RedisStore({ url: server.url, db: 999, timeoutMs: 500 })
+    await assert.rejects(store.apply('db', { set: { a: 1 }, ttlMs: MINUTE }), /Redis refused the database RedisStore was given \(option db, or the \/db of url\): ERR DB index is out of range/)
+    assert.equal((await server.cli('exists', 'db')).trim(), '0')
+    await store.close()
+  })
+
   it('rejects when nothing listens where the store connects itself', async () => {
     const store = new RedisStore({ url: `redis://127.0.0.1:${await freePort()}`, timeoutMs: 300 })
     const started = Date.now()
@@ -365,6 +383,12 @@ describe('RedisStore: close() and options', () => {
     assert.throws(() => new RedisStore({ timeoutMs: Number.NaN }), /option timeoutMs must be/)
     assert.throws(() => new RedisStore({ prefix: 5 as unknown as string }), /option prefix must be a string/)
     assert.throws(() => new RedisStore({ url: '' }), /option url must be/)
+    assert.throws(() => new RedisStore({ url: 'http://127.0.0.1:6379' }), /option url must be a redis:\/\/ or rediss:\/\/ URL/)
+    assert.throws(() => new RedisStore({ url: '127.0.0.1:6379' }), /option url must be a redis:\/\/ or rediss:\/\/ URL/)
+    for (const db of ['x', -1, 1.5]) assert.throws(() => new RedisStore({ db } as RedisStoreOptions), /option db must be a database number, 0 or more/)
+    // Misspelt, they would go to ioredis, which ignores what it does not know.
+    assert.throws(() => new RedisStore({ waitReplica: 1 } as RedisStoreOptions), /option waitReplica is unknown: did you mean waitReplicas\?/)
+    assert.throws(() => new RedisStore({ timeoutMS: 500 } as RedisStoreOptions), /option timeoutMS is unknown: did you mean timeoutMs\?/)
     client.disconnect()
   })
 

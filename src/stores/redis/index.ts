@@ -114,6 +114,8 @@ export class RedisStore implements Store {
   #adapter: RedisAdapter | undefined
   /** Set when the store opens its own connection (built from url or options). */
   readonly #own: Promise<OwnConnection> | undefined
+  /** That connection, once open. */
+  #connection: OwnConnection | undefined
   #closed = false
 
   constructor(options: RedisStoreOptions = {}) {
@@ -140,7 +142,18 @@ export class RedisStore implements Store {
     this.waitTimeoutMs = waitTimeoutMs
     this.#wait = waitReplicas > 0 ? { replicas: waitReplicas, timeoutMs: waitTimeoutMs } : undefined
     const connection: Record<string, unknown> = {}
-    for (const [name, value] of Object.entries(options)) if (!OWN_OPTIONS.has(name)) connection[name] = value
+    for (const [name, value] of Object.entries(options)) {
+      if (OWN_OPTIONS.has(name)) continue
+      // Any other option goes to ioredis, which ignores what it does not know: a misspelt
+      // waitReplica would silently give up the durability it asked for.
+      const meant = [...OWN_OPTIONS].find((own) => looksLike(name, own))
+      if (meant) throw new TypeError(`RedisStore option ${name} is unknown: did you mean ${meant}? (other options go to ioredis, which would ignore it)`)
+      connection[name] = value
+    }
+    const { db } = connection
+    if (db !== undefined && !(Number.isSafeInteger(db) && (db as number) >= 0)) {
+      throw new TypeError(`RedisStore option db must be a database number, 0 or more, got ${String(db)}`)
+    }
 
     if (client !== undefined) {
       const extra = [...(url === undefined ? [] : ['url']), ...Object.keys(connection)]
@@ -152,11 +165,17 @@ export class RedisStore implements Store {
       if (unsupported) throw new TypeError(`RedisStore option waitReplicas cannot be used with this client: ${unsupported}`)
       return
     }
-    if (url !== undefined && (typeof url !== 'string' || url === '')) {
-      throw new TypeError(`RedisStore option url must be a redis:// or rediss:// URL string, got ${String(url)}`)
+    if (url !== undefined && (typeof url !== 'string' || !/^(rediss?:\/\/|\/)/i.test(url))) {
+      throw new TypeError(`RedisStore option url must be a redis:// or rediss:// URL (or a unix socket path), got ${JSON.stringify(url)}`)
     }
     this.#own = openIoRedis(url, connection)
-    this.#own.then(({ adapter }) => (this.#adapter = adapter), () => undefined)
+    this.#own.then(
+      (own) => {
+        this.#adapter = own.adapter
+        this.#connection = own
+      },
+      () => undefined,
+    )
   }
 
   async get(id: string): Promise<Record<string, unknown> | undefined> {
@@ -245,7 +264,11 @@ export class RedisStore implements Store {
   #run<T>(command: string, send: (redis: RedisAdapter) => Promise<T>): Promise<T> {
     return withDeadline(
       this.timeoutMs,
-      () => unreachable(`no reply to ${command} within ${this.timeoutMs} ms`),
+      () => {
+        // Why the store's own connection is not ready, when ioredis said (a refused password, say).
+        const last = this.#connection?.lastError()
+        return unreachable(`no reply to ${command} within ${this.timeoutMs} ms${last ? ` (the connection's last error: ${last.message})` : ''}`)
+      },
       (late) => {
         const adapter = this.#adapter
         return adapter !== undefined && !this.#closed && adapter.state() === 'ready'
@@ -293,6 +316,10 @@ export class RedisStore implements Store {
     if (this.#closed) throw new RedisStoreError('RedisStore was closed (store.close()); it cannot be used afterwards')
     const adapter = this.#adapter ?? (await this.#opened()).adapter
     for (;;) {
+      const unusable = this.#connection?.unusable()
+      if (unusable) {
+        throw new RedisStoreError(`Redis refused the database RedisStore was given (option db, or the /db of url): ${unusable.message}`)
+      }
       if (late()) throw LATE
       const state = adapter.state()
       if (state === 'ready') return send(adapter)
@@ -336,6 +363,22 @@ function adapterFor(client: unknown): RedisAdapter {
     'RedisStore option client must be an ioredis Redis or Cluster, or a node-redis client, cluster or sentinel ' +
       `(createClient, createCluster, createSentinel); got ${client === null ? 'null' : typeof client}`,
   )
+}
+
+/** Whether option `name` is probably `own` misspelt: the same but for case, or two edits away. */
+function looksLike(name: string, own: string): boolean {
+  if (name.toLowerCase() === own.toLowerCase()) return true
+  if (Math.abs(name.length - own.length) > 2 || own.length < 5) return false
+  // Edit distance, one row at a time.
+  let row = Array.from({ length: own.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= name.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= own.length; j++) {
+      next[j] = Math.min((row[j] as number) + 1, (next[j - 1] as number) + 1, (row[j - 1] as number) + (name[i - 1] === own[j - 1] ? 0 : 1))
+    }
+    row = next
+  }
+  return (row[own.length] as number) <= 2
 }
 
 function unreachable(reason: string, cause?: unknown): Error {

@@ -24,8 +24,10 @@ export interface IoRedisClient {
   connect(): Promise<void>
   quit(): Promise<unknown>
   disconnect(): void
-  once(event: 'ready', listener: () => void): unknown
+  once(event: 'ready' | 'end', listener: () => void): unknown
+  removeListener(event: 'ready' | 'end', listener: () => void): unknown
   on(event: 'error', listener: (error: Error) => void): unknown
+  on(event: 'ready', listener: () => void): unknown
 }
 
 interface IoRedisTransaction {
@@ -91,9 +93,13 @@ export function isIoRedisClient(client: object): client is IoRedisClient {
   return typeof candidate.hgetall === 'function' && typeof candidate.multi === 'function' && typeof candidate.status === 'string'
 }
 
-/** A connection the store opened: its adapter, and how to close it. */
+/** A connection the store opened: its adapter, what went wrong with it, and how to close it. */
 export interface OwnConnection {
   adapter: IoRedisAdapter
+  /** The connection's latest error since it was last ready (a refused password, say). */
+  lastError(): Error | undefined
+  /** Why the connection was given up for good (Redis refused its database), if it was. */
+  unusable(): Error | undefined
   close(graceMs: number): Promise<void>
 }
 
@@ -115,9 +121,23 @@ export async function openIoRedis(url: string | undefined, options: Record<strin
   const client = url === undefined ? new Redis(settings) : new Redis(url, settings)
   // Connection errors reach the store's callers as rejected operations; ioredis would otherwise
   // print every reconnect failure to the console.
-  client.on('error', (error) => debug('ioredis connection error: %s', error.message))
+  let lastError: Error | undefined
+  let unusable: Error | undefined
+  client.on('error', (error) => {
+    debug('ioredis connection error: %s', error.message)
+    lastError = error
+    // When SELECT fails (a db out of range), ioredis carries on in db 0: every session would be
+    // written to the wrong database. The connection is given up instead.
+    if ((error as { command?: { name?: string } }).command?.name === 'select') {
+      unusable = error
+      client.disconnect()
+    }
+  })
+  client.on('ready', () => (lastError = undefined))
   return {
     adapter: new IoRedisAdapter(client),
+    lastError: () => lastError,
+    unusable: () => unusable,
     async close(graceMs) {
       if (client.status === 'ready') {
         let timer: NodeJS.Timeout | undefined
@@ -144,15 +164,22 @@ export class IoRedisAdapter {
     return status === 'ready' ? 'ready' : status === 'end' ? 'closed' : 'waiting'
   }
 
-  /** Resolves when the client next becomes ready; one listener however many operations wait. */
+  /**
+   * Resolves when the client next becomes ready, or ends for good (closed, or given up by the
+   * store); one listener of each however many operations wait.
+   */
   nextReady(): Promise<void> {
     // A client made with lazyConnect connects on first use; the store sends nothing before ready.
     if (this.#client.status === 'wait') this.#client.connect().catch(() => undefined)
     return (this.#nextReady ??= new Promise((resolve) => {
-      this.#client.once('ready', () => {
+      const settle = (): void => {
+        this.#client.removeListener('ready', settle)
+        this.#client.removeListener('end', settle)
         this.#nextReady = undefined
         resolve()
-      })
+      }
+      this.#client.once('ready', settle)
+      this.#client.once('end', settle)
     }))
   }
 
