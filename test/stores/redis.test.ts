@@ -206,6 +206,12 @@ for (const kind of CLIENTS) {
       assert.deepEqual({ ...(await store.get(id)) }, { f: -1.5, big: 1e15 + 1 })
     })
 
+    it("says so when another program left something other than a hash at a session's key", async () => {
+      await raw.set(`${kind.name}:taken`, 'a string')
+      await assert.rejects(store.get('taken'), /HGETALL found something other than a session hash at the session's key: another program/)
+      await assert.rejects(store.apply('taken', { set: { a: 1 }, ttlMs: MINUTE }), /give the sessions a prefix of their own/)
+    })
+
     it('refuses to increment a non-number without changing anything, expiry included', async () => {
       const id = fresh()
       await store.apply(id, { set: { name: 'ann', flag: true, list: [1] }, ttlMs: 10_000 })

@@ -343,6 +343,13 @@ export class RedisStore implements Store {
    * failure (a dropped connection, a client that gave up) means the store is out of reach.
    */
   #explain(command: string, error: unknown): unknown {
+    if (error instanceof Error && error.message.startsWith('WRONGTYPE')) {
+      return new RedisStoreError(
+        `${command} found something other than a session hash at the session's key: another program writes keys under ` +
+          "this store's prefix. It will not heal by itself: give the sessions a prefix of their own (option prefix), or delete that key",
+        { cause: error },
+      )
+    }
     if (error instanceof RedisStoreError || error instanceof SessionValueError || this.#adapter?.isReply(error)) return error
     const reason = error instanceof Error ? error.message : String(error)
     return unreachable(`${command} failed: ${reason}`, error)

@@ -121,8 +121,12 @@ export class NodeRedisAdapter {
     if (fields.length > 0) multi.hSet(key, fields)
     if (removed.length > 0) multi.hDel(key, removed)
     multi.pExpire(key, ttlMs)
-    // exec() rejects (MultiErrorReply) when any command in the transaction failed.
-    await multi.exec()
+    // exec() rejects (MultiErrorReply) when any command in the transaction failed; the first
+    // command's own error says why, as ioredis' does.
+    await multi.exec().catch((error: unknown) => {
+      const { replies, errorIndexes } = error as { replies?: unknown[]; errorIndexes?: number[] }
+      throw replies?.[errorIndexes?.[0] ?? -1] ?? error
+    })
   }
 
   pexpire(key: string, ttlMs: number): Promise<unknown> {
