@@ -14,7 +14,7 @@ import { emit } from './events.js'
 import { ID_PATTERN, newId } from './ids.js'
 import { CREATED, decodeMeta, EXPIRES, idleTtl, INDEX_UNTIL, LAST_WRITE, MAX_AGE, pastAbsolute, renewDue, RETIRED, ttlAt, USER, type Meta } from './lifetime.js'
 import type { SessionConfig } from './options.js'
-import { ENCODED, type EncodedPatch } from './store.js'
+import { ENCODED, PRESENT, type EncodedPatch } from './store.js'
 import { callStore, isPromiseLike, readStored, type Loaded } from './store-calls.js'
 import { assertUserId, bindSession, extendIndex, indexKey, unbindSessions } from './user-index.js'
 import { STALE_SIGNATURE } from './transport.js'
@@ -25,11 +25,13 @@ import { createView, type RegenerateOptions, type Session, type ViewState } from
 const META_WRITTEN_AT_CREATION = [CREATED, MAX_AGE, USER, INDEX_UNTIL]
 
 /**
- * What a write to a session it has not loaded expects of it (lazy sessions): bound to no user (or
- * the user's index must be kept alive), not retired (read-only), no maxAge of its own (the write
- * sets the expiry). With `absoluteMaxAge` such a write loads first: it must know when the session began.
+ * What a write to a session it has not loaded expects of it (lazy sessions): stored (a write must
+ * never create a session under an id the client chose: that is session fixation), bound to no
+ * user (or the user's index must be kept alive), not retired (read-only), no maxAge of its own
+ * (the write sets the expiry). With `absoluteMaxAge` such a write loads first: it must know when
+ * the session began.
  */
-const PLAIN_SESSION: Readonly<Record<string, undefined>> = { [USER]: undefined, [RETIRED]: undefined, [MAX_AGE]: undefined }
+const PLAIN_SESSION: Readonly<Record<string, unknown>> = { [EXPIRES]: PRESENT, [USER]: undefined, [RETIRED]: undefined, [MAX_AGE]: undefined }
 
 /** A load that ended without waiting. */
 const LOADED: Promise<void> = Promise.resolve()

@@ -53,9 +53,16 @@ export interface Patch {
 }
 
 export interface ConditionalPatch extends Patch {
-  /** Keys that must still hold these values (`undefined`: must be absent) for the write to happen. */
+  /**
+   * Keys that must still hold these values for the write to happen: `undefined` means absent,
+   * `PRESENT` any value at all. A store that does not know `PRESENT` compares it as a value, which
+   * no key holds: the write is refused, and the middleware then loads the session instead.
+   */
   expect: Record<string, unknown>
 }
+
+/** In `ConditionalPatch.expect`: the key must hold something (the session exists). */
+export const PRESENT: unique symbol = Symbol.for('koa-atomic-session#present')
 
 /**
  * Internal, between the middleware and this package's stores: a patch may carry under this key the

@@ -1,4 +1,4 @@
-import { fieldLength, FIELDS_LENGTH, storedText, type ConditionalPatch, type Patch, type Store } from '../store.js'
+import { fieldLength, FIELDS_LENGTH, PRESENT, storedText, type ConditionalPatch, type Patch, type Store } from '../store.js'
 import { decodeRecord, decodeValue, encodeValue, incremented, PROTOTYPE_KEYS } from '../values.js'
 
 export interface MemoryStoreOptions {
@@ -80,7 +80,7 @@ export class MemoryStore implements Store {
     const fields = this.#live(id)?.fields
     for (const [key, expected] of Object.entries(patch.expect)) {
       const current = own(fields, key)
-      if (expected === undefined ? current !== undefined : current !== encodeValue(expected)) return false
+      if (expected === PRESENT ? current === undefined : expected === undefined ? current !== undefined : current !== encodeValue(expected)) return false
     }
     this.#write(id, patch)
     return true

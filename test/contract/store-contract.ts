@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { SessionValueError } from '../../src/errors.js'
-import type { Store } from '../../src/store.js'
+import { PRESENT, type Store } from '../../src/store.js'
 
 export interface ContractStore {
   store: Store
@@ -199,6 +199,16 @@ export function storeContract(name: string, open: () => Promise<ContractStore>, 
           assert.equal(await store.applyIf!(id, { set: { a: 2 }, expect: { a: undefined }, ttlMs: MINUTE }), false)
           assert.equal(await store.applyIf!(id, { unset: ['a'], expect: { a: 1 }, ttlMs: MINUTE }), true)
           assert.equal((await store.get(id))?.a, undefined)
+        })
+
+        it('treats an expected PRESENT as "holds anything", and a missing session holds nothing', async () => {
+          const id = fresh()
+          assert.equal(await store.applyIf!(id, { set: { a: 1 }, expect: { $e: PRESENT }, ttlMs: MINUTE }), false)
+          assert.equal(await store.get(id), undefined)
+          await store.apply(id, { set: { $e: 5 }, ttlMs: MINUTE })
+          assert.equal(await store.applyIf!(id, { set: { a: 1 }, expect: { $e: PRESENT, u: undefined }, ttlMs: MINUTE }), true)
+          assert.equal(await store.applyIf!(id, { set: { a: 2 }, expect: { b: PRESENT }, ttlMs: MINUTE }), false)
+          assert.deepEqual({ ...(await store.get(id)) }, { $e: 5, a: 1 })
         })
 
         it('lets exactly one of many racing writers with the same expectation win', async () => {

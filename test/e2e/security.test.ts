@@ -17,7 +17,7 @@ import Keygrip from 'keygrip'
 import type Koa from 'koa'
 import type { Context } from 'koa'
 import { createClient } from 'redis'
-import { type CookieOptions, MemoryStore, session, type SessionOptions, type Store } from '../../src/index.js'
+import { type CookieOptions, headerTransport, MemoryStore, session, type SessionOptions, type Store } from '../../src/index.js'
 import { RedisStore } from '../../src/stores/redis/index.js'
 import { Client, koaApp, listen, type Running } from '../helpers/http.js'
 import { startRedis } from '../helpers/redis-server.js'
@@ -80,6 +80,42 @@ describe('session fixation', () => {
       assert.notEqual(seen.id, victimId)
       assert.equal(seen.data.user, undefined)
       assert.deepEqual((await victim.get('/me')).json, { id: victimId, data: { visited: true, user: 'victim', card: 'victim-card' } })
+    })
+  }
+})
+
+describe('session fixation before login, lazy: a write never adopts an id the store does not hold', () => {
+  for (const transport of ['cookie', 'header'] as const) {
+    it(`a planted id that names no session (${transport}) gets a new id at the victim's first write, which the attacker cannot read`, async () => {
+      const store = new MemoryStore()
+      const options = transport === 'header' ? { lazy: true, transport: headerTransport() } : { lazy: true }
+      const { client, rec } = await harness(store, options, {
+        '/visit': (ctx) => void (ctx.session.visited = true),
+        '/gone': (ctx) => void (ctx.session = null),
+        '/address': (ctx) => void (ctx.session.address = 'victim street 1'),
+        '/set': (ctx) => ctx.session.set('address', 'victim street 1'),
+        '/me': async (ctx) => ({ id: ctx.sessionId ?? null, data: (await ctx.loadSession())?.toJSON() }),
+      })
+      let planted = 'AttackerChosenId_0123456789'
+      const headers: Record<string, string> = transport === 'header' ? { 'x-session-id': planted } : {}
+      // With the cookie: a genuine signed id whose session the attacker ended (the signature still verifies).
+      const cookies = new Map<string, string>()
+      if (transport === 'cookie') {
+        await client.get('/visit')
+        for (const [name, value] of client.jar) cookies.set(name, value)
+        planted = cookies.get('koa.sid') as string
+        await client.get('/gone')
+      }
+      for (const path of ['/address', '/set']) {
+        for (const [name, value] of cookies) client.jar.set(name, value)
+        rec.reset()
+        const reply = await client.get(path, headers)
+        assert.ok(reply.status < 300, `${path}: ${reply.status}`)
+        assert.equal(await store.get(`koa:sess:${planted}`), undefined, `${path} stored the victim's data under the planted id`)
+        const sent = transport === 'header' ? reply.headers.get('x-session-id') : client.jar.get('koa.sid')
+        assert.ok(sent && sent !== planted, `${path}: the victim did not get a new id`)
+        assert.deepEqual((await store.get(`koa:sess:${sent}`))?.address, 'victim street 1')
+      }
     })
   }
 })

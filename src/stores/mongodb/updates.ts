@@ -22,7 +22,7 @@
  *   keys (`$c`, `$e`, …) start with `$`.
  */
 import type { Document, Filter, UpdateFilter } from 'mongodb'
-import { storedText, type EncodedPatch, type Patch } from '../../store.js'
+import { PRESENT, storedText, type EncodedPatch, type Patch } from '../../store.js'
 import { decodeRecord, encodeValue } from '../../values.js'
 
 /** One session as MongoStore stores it (see the module comment). */
@@ -128,14 +128,14 @@ export function expiredFilter(id: string, now: number): Filter<MongoSessionDocum
 
 /**
  * `liveFilter` plus each expected key: holding exactly the stored form of the expected value, or,
- * for `undefined`, absent. A missing or expired session therefore matches only expectations of
+ * for `undefined`, absent, or for `PRESENT`, any value. A missing or expired session therefore matches only expectations of
  * absence, and then only through an upsert.
  */
 export function expectFilter(id: string, expect: Record<string, unknown>, now: number): Filter<MongoSessionDocument> {
   const filter: Filter<MongoSessionDocument> = liveFilter(id, now)
   for (const [key, value] of Object.entries(expect)) {
     // $eq, not a bare value, so that a stored string that looks like an operator document is never one.
-    filter[fieldOf(key)] = value === undefined ? { $exists: false } : { $eq: storedValue(value) }
+    filter[fieldOf(key)] = value === undefined ? { $exists: false } : value === PRESENT ? { $exists: true } : { $eq: storedValue(value) }
   }
   return filter
 }

@@ -10,7 +10,7 @@
  * `WAIT waitReplicas waitTimeoutMs` (see `#write`).
  */
 import { SessionValueError } from '../../errors.js'
-import { fieldLength, FIELDS_LENGTH, storedText, type ConditionalPatch, type Patch, type Store } from '../../store.js'
+import { fieldLength, FIELDS_LENGTH, PRESENT, storedText, type ConditionalPatch, type Patch, type Store } from '../../store.js'
 import { withDeadline } from '../deadline.js'
 import { decodeRecord, emptyRecord, encodeValue, NOT_A_NUMBER_PROBLEM, NOT_FINITE_PROBLEM } from '../../values.js'
 import { isIoRedisClient, openIoRedis, IoRedisAdapter, type IoRedisClient, type IoRedisOptions, type OwnConnection } from './ioredis.js'
@@ -237,8 +237,8 @@ export class RedisStore implements Store {
     const expected = Object.entries(patch.expect)
     const fields = encodeFields(patch)
     const args = [String(ttlOf(patch.ttlMs)), String(expected.length), String(fields.length / 2)]
-    // An empty string stands for "absent": no JSON encoding is empty.
-    for (const [field, value] of expected) args.push(field, value === undefined ? '' : encodeValue(value))
+    // An empty string stands for "absent", NUL for "present": no JSON encoding is either.
+    for (const [field, value] of expected) args.push(field, value === undefined ? '' : value === PRESENT ? '\0' : encodeValue(value))
     for (const field of fields) args.push(field)
     for (const field of patch.unset ?? []) args.push(field)
     const reply = this.#wait

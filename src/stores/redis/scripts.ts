@@ -30,8 +30,9 @@ end
 
 /**
  * The conditional write (`applyIf`). ARGV: ttlMs, number of expected fields, number of fields to
- * set, then (field, encoded value) per expected field, where an empty string means "absent" (no
- * JSON encoding is empty), then (field, encoded value) per field to set, then the fields to remove.
+ * set, then (field, encoded value) per expected field, where an empty string means "absent" and
+ * a NUL "present, any value" (no JSON encoding is empty or starts with NUL), then (field, encoded
+ * value) per field to set, then the fields to remove.
  * Returns 1 when it wrote, 0 when an expected field differed (and then it wrote nothing).
  */
 export const APPLY_IF = script(`${WRITE}
@@ -41,6 +42,8 @@ for _ = 1, tonumber(ARGV[2]) do
   local expected = ARGV[i + 1]
   if expected == '' then
     if current then return 0 end
+  elseif expected == '\0' then
+    if not current then return 0 end
   elseif current ~= expected then
     return 0
   end
