@@ -512,6 +512,7 @@ export class SessionState implements ViewState {
     this.incomingId()
     this.#assertWritable()
     const oldId = this.#stored ? this.id : undefined
+    const oldUser = this.meta[USER]
     const data = keep && !this.destroyed ? this.changes.all() : emptyRecord()
     const maxAge = keep ? this.meta[MAX_AGE] : undefined
     const user = userId ?? (keep ? this.meta[USER] : undefined)
@@ -533,7 +534,11 @@ export class SessionState implements ViewState {
     if (keep || user !== undefined) await this.#write(this.changes.pending(true) ?? {})
     if (oldId === undefined) return
     if (graceMs) await this.#retire(oldId, graceMs)
-    else await this.#destroyStored(oldId)
+    else {
+      await this.#destroyStored(oldId)
+      // Its entry goes too, or every login of a bound session would leave one behind in the index.
+      if (oldUser !== undefined) await this.#call('index', oldId, () => unbindSessions(this.config.store, indexKey(this.config.prefix, oldUser), [oldId]))
+    }
   }
 
   /** Leaves `id` readable, with the data it has now, for `graceMs`; then the store expires it. */

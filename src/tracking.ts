@@ -73,6 +73,9 @@ export class Tracker {
       get: (target, name, receiver) => {
         const value: unknown = Reflect.get(target, name, receiver)
         if (typeof name !== 'string') return value
+        // Session data is plain: its prototype is not handed out, or `s.prefs[a][b] = v` with a
+        // client-chosen `a` of '__proto__' would write into Object.prototype.
+        if (PROTOTYPE_KEYS.has(name)) return undefined
         if (!Object.hasOwn(target, name)) return (Array.isArray(target) && MOVERS.get(value)) || value
         if (isTrackable(value)) this.#place(value, target, name)
         return this.wrap(key, value)

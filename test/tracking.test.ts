@@ -51,6 +51,18 @@ describe('Tracker', () => {
     assert.deepEqual(changed, [])
   })
 
+  it("hands out no prototype: a path set with a client-chosen '__proto__' or 'constructor' pollutes nothing", () => {
+    const { view } = tracked('prefs', { theme: { dark: true }, list: [1] })
+    const prefs = view as unknown as Record<string, Record<string, unknown>>
+    assert.equal(prefs.theme?.['__proto__'], undefined)
+    assert.equal(prefs.theme?.['constructor'], undefined)
+    assert.equal((view.list as unknown as Record<string, unknown>)['constructor'], undefined)
+    assert.throws(() => ((prefs.theme?.['__proto__'] as Record<string, unknown>).polluted = 'yes'), TypeError)
+    assert.equal(({} as Record<string, unknown>).polluted, undefined)
+    // Arrays still work as arrays (their methods read constructor for the kind of array to make).
+    assert.deepEqual(view.list.map((n: number) => n * 2), [2])
+  })
+
   it('refuses a named property on an array, which JSON would drop', () => {
     const { view, changed } = tracked('cart', { list: [1] })
     assert.throws(() => ((view.list as unknown as Record<string, unknown>).note = 'x'), /Session key "cart": at cart\.list\[note\]: an array holds only items/)

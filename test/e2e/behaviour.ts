@@ -776,6 +776,17 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
       assert.deepEqual(await sessions.listByUser(user), [])
     })
 
+    it("logging in again (or regenerating a bound session) leaves one entry in the user's index, not one per login", async () => {
+      const user = `user-${Math.random()}`
+      const { client } = await harness(store, {}, {
+        '/login': async (ctx) => ctx.session.login(user),
+        '/regenerate': async (ctx) => ctx.session.regenerate(),
+      })
+      for (const path of ['/login', '/login', '/regenerate', '/login']) assert.equal((await client.get(path)).status, 204)
+      const index = await store.get(`koa:sess:user:${encodeURIComponent(user)}`)
+      assert.deepEqual(Object.keys(index ?? {}).filter((key) => !key.startsWith('$')), [client.jar.get('koa.sid')])
+    })
+
     it('regenerate({ graceMs }) keeps the old id readable with its old data only, and read-only', async () => {
       const { client, running } = await harness(store, {}, {
         '/seed': (ctx) => void (ctx.session.step = 'before'),
