@@ -78,6 +78,8 @@ export function assertStorableAt(key: string, value: unknown, path: string, ance
   check(key, value, path, ancestors)
 }
 
+const MAX_DEPTH = 256
+
 function check(key: string, value: unknown, path: string, ancestors: object[]): void {
   switch (typeof value) {
     case 'string':
@@ -102,6 +104,8 @@ function check(key: string, value: unknown, path: string, ancestors: object[]): 
     return
   }
   if (ancestors.includes(object)) fail(key, path, 'the value is cyclic (it contains itself)')
+  // Deeper than any session needs, and the walk (like JSON's own) would run out of stack.
+  if (ancestors.length >= MAX_DEPTH) fail(key, path, `the value nests objects and arrays more than ${MAX_DEPTH} deep`)
   ancestors.push(object)
   if (Array.isArray(object)) {
     for (let i = 0; i < object.length; i++) check(key, object[i], `${path}[${i}]`, ancestors)

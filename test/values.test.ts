@@ -14,7 +14,10 @@ describe('assertStorable', () => {
   it('refuses what JSON cannot carry, with a TypeError naming the key and where', () => {
     const cyclic: Record<string, unknown> = {}
     cyclic.self = cyclic
+    let deep: unknown = 1
+    for (let i = 0; i < 5000; i++) deep = [deep]
     const cases: Array<[unknown, RegExp]> = [
+      [deep, /"cart": at cart(\[0\]){256}: the value nests objects and arrays more than 256 deep/],
       [() => 1, /"cart": a function is not JSON-representable/],
       [Symbol('s'), /a symbol/],
       [10n, /a bigint/],

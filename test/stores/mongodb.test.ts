@@ -181,6 +181,23 @@ describe('MongoStore: options', () => {
     assert.throws(make({ collection: {}, dbName: 'x' }), /collection cannot be combined with dbName/)
   })
 
+  it('names no session id when an _id stays taken (the message reaches logs, where an id is a credential)', async () => {
+    const duplicate = Object.assign(new Error('E11000 duplicate key error'), { code: 11000 })
+    const collection = {
+      findOne: async () => null,
+      updateOne: async () => Promise.reject(duplicate),
+      findOneAndUpdate: async () => Promise.reject(duplicate),
+      deleteOne: async () => ({ deletedCount: 0 }),
+    }
+    const store = new MongoStore({ collection } as unknown as ConstructorParameters<typeof MongoStore>[0])
+    const id = 'koa:sess:SecretSessionId_0123456789'
+    await assert.rejects(store.apply(id, { set: { a: 1 }, ttlMs: MINUTE }), (error: Error) => {
+      assert.match(error.message, /MongoStore could not write a session: its _id stayed taken/)
+      assert.ok(!error.message.includes('SecretSessionId'), error.message)
+      return true
+    })
+  })
+
   it('connects from url only when first used, and close() before that is fine', async () => {
     const store = new MongoStore({ url: 'mongodb://127.0.0.1:1/never' })
     await store.close()

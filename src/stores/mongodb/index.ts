@@ -233,7 +233,7 @@ export class MongoStore implements Store {
         if (late()) throw LATE
         if (removed.deletedCount === 0) return (await write(false)).matchedCount === 1
       }
-      throw takenError(id)
+      throw takenError()
     })
   }
 
@@ -315,11 +315,15 @@ async function upsertLive<T>(collection: Collection<MongoSessionDocument>, id: s
     await collection.deleteOne(expiredFilter(id, Date.now()))
     if (late()) throw LATE
   }
-  throw takenError(id)
+  throw takenError()
 }
 
-function takenError(id: string): Error {
-  return new Error(`MongoStore could not write session ${id}: its _id stayed taken by a document that was neither live nor expired after ${UPSERT_ATTEMPTS} attempts`)
+// The message names no id: it reaches logs, where a session id is a credential.
+function takenError(): Error {
+  return new Error(
+    `MongoStore could not write a session: its _id stayed taken by a document that was neither live nor expired after ${UPSERT_ATTEMPTS} attempts ` +
+      '(a unique index on another field of the collection can cause this)',
+  )
 }
 
 /** The numeric `code` of a MongoDB error, if any. */
