@@ -470,6 +470,8 @@ export class SessionState implements ViewState {
 
   async destroy(): Promise<void> {
     this.incomingId()
+    // A session not loaded may be an id retired by a graced regenerate, which is read-only.
+    if (this.#stored && !this.loaded) await this.load()
     if (this.#stored && this.id !== undefined) {
       await this.#destroyStored(this.id)
       this.#stored = false
@@ -508,7 +510,8 @@ export class SessionState implements ViewState {
     if (graceMs !== undefined && (!Number.isFinite(graceMs) || graceMs < 0)) {
       throw new TypeError('regenerate({ graceMs }): graceMs must be a number of milliseconds >= 0')
     }
-    if (keep && !this.loaded) await this.load()
+    // Loaded even when nothing is kept: a retired id is read-only, a bound one leaves the user's index.
+    if (!this.loaded) await this.load()
     this.incomingId()
     this.#assertWritable()
     const oldId = this.#stored ? this.id : undefined

@@ -821,12 +821,14 @@ export function sessionBehaviour(name: string, open: () => Promise<BehaviourStor
         '/set': (ctx) => ctx.session.set('step', 'in flight'),
         '/increment': (ctx) => ctx.session.increment('n'),
         '/touch': (ctx) => ctx.session.touch(),
+        '/destroy': (ctx) => ctx.session.destroy(),
+        '/regenerate-empty': (ctx) => ctx.session.regenerate({ keep: false }),
       })
       await client.get('/seed')
       const old = new Client(running.url)
       for (const [name, value] of client.jar) old.jar.set(name, value)
       await client.get('/login')
-      for (const path of ['/assign', '/set', '/increment']) assert.equal((await old.get(path)).status, 409, path)
+      for (const path of ['/assign', '/set', '/increment', '/destroy', '/regenerate-empty']) assert.equal((await old.get(path)).status, 409, path)
       assert.equal((await old.get('/touch')).status, 204)
       assert.deepEqual((await old.get('/me')).json, { step: 'before' })
       await new Promise((resolve) => setTimeout(resolve, 500))
