@@ -376,7 +376,7 @@ export class SessionState implements ViewState {
     }
     // The store's counter moves the expiry: a session not loaded may be bound to a user, retired or
     // given its own maxAge, which this request must know first (see #write).
-    if (this.#stored && !this.loaded) await this.load()
+    if (this.#unseen()) await this.load()
     let sum: number
     if (!this.#stored) {
       // Nobody else knows a session that is not stored yet, so its first write can carry the sum.
@@ -439,7 +439,7 @@ export class SessionState implements ViewState {
   async save(): Promise<void> {
     if (this.destroyed) return this.commit()
     if (this.changes.replaced && !this.loaded) await this.load()
-    const patch = this.changes.pending(this.#storeKnown())
+    const patch = this.changes.pending(!this.#unseen())
     if (patch || !this.#stored || this.#maxAgeUnwritten) await this.#writePending(patch ?? {})
     else {
       this.#touched = true
@@ -471,7 +471,7 @@ export class SessionState implements ViewState {
   async destroy(): Promise<void> {
     this.incomingId()
     // A session not loaded may be an id retired by a graced regenerate, which is read-only.
-    if (this.#stored && !this.loaded) await this.load()
+    if (this.#unseen()) await this.load()
     if (this.#stored && this.id !== undefined) {
       await this.#destroyStored(this.id)
       this.#stored = false
@@ -572,7 +572,7 @@ export class SessionState implements ViewState {
   /** Writes the pending changes, or refreshes the expiry when due; `undefined` when neither is needed. */
   #storeChanges(): Promise<void> | undefined {
     if (this.destroyed) return undefined
-    const patch = this.changes.pending(this.#storeKnown())
+    const patch = this.changes.pending(!this.#unseen())
     if (patch || this.#maxAgeUnwritten || (!this.#stored && this.config.saveUninitialized)) return this.#writePending(patch ?? {})
     if (this.#stored && !this.#expiryMoved && this.#refreshDue()) return this.#refresh()
     return undefined
@@ -676,7 +676,7 @@ export class SessionState implements ViewState {
     }
     // The texts made for the size check go with the write: the store need not encode them again.
     const write: EncodedPatch = patch.unset?.length ? { set, unset: patch.unset, ttlMs, [ENCODED]: encoded } : { set, ttlMs, [ENCODED]: encoded }
-    if (this.#stored && !this.loaded) {
+    if (this.#unseen()) {
       // Written without loading: only on condition that the session is not one whose bookkeeping
       // this write must honour. Otherwise it is loaded, and the write made knowing it.
       const written = await this.#call('applyIf', id, () => store.applyIf!(this.#key(id), { ...write, expect: { ...expect, ...PLAIN_SESSION } }))
@@ -719,12 +719,12 @@ export class SessionState implements ViewState {
    * ever; and a store without a conditional write cannot write on condition.
    */
   #mustLoadToWrite(): boolean {
-    return this.#stored && !this.loaded && (this.config.absoluteMaxAge !== undefined || !this.config.store.applyIf)
+    return this.#unseen() && (this.config.absoluteMaxAge !== undefined || !this.config.store.applyIf)
   }
 
-  /** Whether this request knows what the store holds of the session: loaded it, or it is not stored. */
-  #storeKnown(): boolean {
-    return this.loaded || !this.#stored
+  /** Stored but not loaded: this request does not know what the store holds of the session. */
+  #unseen(): boolean {
+    return this.#stored && !this.loaded
   }
 
   #assertConditionalStore(feature: string): void {
